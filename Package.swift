@@ -1,0 +1,66 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "keepalive-lab",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "keepalive-lab", targets: ["keepalive-lab"]),
+        .library(name: "KeepaliveNet", targets: ["KeepaliveNet"]),
+        .library(name: "KeepaliveLab", targets: ["KeepaliveLab"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // libnl-3 + libnl-route-3 (netlink: links, addresses, routes, neighbours, qdiscs).
+        .systemLibrary(
+            name: "CNetlink",
+            pkgConfig: "libnl-route-3.0",
+            providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
+        ),
+        // libpcap: capture in R.
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        // libnftables: firewall / NAT / loss rules in R without the nft binary.
+        .systemLibrary(
+            name: "CNftables",
+            pkgConfig: "libnftables",
+            providers: [.apt(["libnftables-dev"])]
+        ),
+        // What Swift cannot import: unshare/setns/CLONE_NEW*, gettid, TC_HANDLE, extack capture.
+        .target(
+            name: "CKeepaliveShim",
+            dependencies: ["CNetlink"]
+        ),
+        .target(
+            name: "KeepaliveNet",
+            dependencies: [
+                "CNetlink", "CKeepaliveShim", "CNftables",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "KeepaliveLab",
+            dependencies: [
+                "KeepaliveNet", "CPcap", "CKeepaliveShim",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "keepalive-lab",
+            dependencies: [
+                "KeepaliveNet", "KeepaliveLab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "KeepaliveNetTests", dependencies: ["KeepaliveNet"]),
+        .testTarget(name: "KeepaliveLabTests", dependencies: ["KeepaliveLab", "KeepaliveNet"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,151 @@
+import Foundation
+
+/// What this machine can do for the lab, each answer from a real attempt in a throwaway namespace.
+public struct DoctorReport: Codable, Sendable {
+    public struct Check: Codable, Sendable {
+        public let name: String
+        public let available: Bool
+        /// What happened when it was tried.
+        public let why: String
+        /// What to do when it is missing (empty when available).
+        public let fix: String
+    }
+
+    public let kernel: String
+    public let capabilities: [String: Bool]
+    public let checks: [Check]
+    /// The lab can run on this machine with the host backend (namespaces + veth).
+    public let canRun: Bool
+}
+
+public enum Doctor {
+    static let containerFlags = "docker/podman: --cap-add NET_ADMIN --cap-add SYS_ADMIN (or --privileged)"
+
+    /// `userNamespaceProbe` runs the unprivileged user-namespace attempt in a separate process
+    /// (it must drop to an unprivileged uid first); it returns nil on success or the failure text.
+    public static func examine(userNamespaceProbe: () -> String?) -> DoctorReport {
+        var checks: [DoctorReport.Check] = []
+        let caps = [
+            "NET_ADMIN": Privileges.has(capability: Privileges.capNetAdmin),
+            "SYS_ADMIN": Privileges.has(capability: Privileges.capSysAdmin),
+            "NET_RAW": Privileges.has(capability: Privileges.capNetRaw),
+        ]
+        var probeNS: NetworkNamespace?
+        var probeNL: NetlinkSocket?
+        let name = "kal-doctor\(getpid())-\(LabID.newRunID())-r"
+        do {
+            probeNS = try NetworkNamespace.create(named: name) {
+                probeNL = try NetlinkSocket(namespaceName: name)
+            }
+            checks.append(.init(name: "netns", available: true,
+                                why: "created and entered a network namespace under /run/netns", fix: ""))
+        } catch {
+            checks.append(.init(name: "netns", available: false, why: "\(error)",
+                                fix: "run as root with CAP_SYS_ADMIN and CAP_NET_ADMIN; \(containerFlags)"))
+        }
+        defer { probeNS?.delete() }
+
+        if let nl = probeNL, let ns = probeNS {
+            checks.append(vethCheck(nl))
+            checks.append(netemCheck(nl))
+            checks.append(nftablesCheck(ns))
+            checks.append(conntrackCheck(ns))
+        } else {
+            for feature in ["veth", "netem", "nftables", "conntrack"] {
+                checks.append(.init(name: feature, available: false, why: "not tried: no network namespace",
+                                    fix: "fix netns first"))
+            }
+        }
+        probeNL = nil
+        if let failure = userNamespaceProbe() {
+            checks.append(.init(name: "userns", available: false, why: failure,
+                                fix: "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+                                    + "user.max_user_namespaces > 0; docker: --security-opt seccomp=unconfined)"))
+        } else {
+            checks.append(.init(name: "userns", available: true,
+                                why: "an unprivileged uid created a user + network namespace", fix: ""))
+        }
+        checks.append(umlCheck())
+        let available = Dictionary(uniqueKeysWithValues: checks.map { ($0.name, $0.available) })
+        return DoctorReport(kernel: kernelRelease(), capabilities: caps, checks: checks,
+                            canRun: available["netns"] == true && available["veth"] == true)
+    }
+
+    static func vethCheck(_ nl: NetlinkSocket) -> DoctorReport.Check {
+        do {
+            try nl.createVeth(VethEnd(name: "kal-v0", up: true), peer: VethEnd(name: "kal-v1"))
+            try nl.deleteLink("kal-v0")
+            return .init(name: "veth", available: true, why: "created and deleted a veth pair", fix: "")
+        } catch {
+            return .init(name: "veth", available: false, why: "\(error)",
+                         fix: "load the veth module (modprobe veth) on the host")
+        }
+    }
+
+    static func netemCheck(_ nl: NetlinkSocket) -> DoctorReport.Check {
+        do {
+            try nl.setLink("lo", up: true)
+            try nl.setNetem(NetemSpec(lossPercent: 1), ifindex: 1, label: "lo")
+            try nl.removeRootQdisc(ifindex: 1, label: "lo")
+            return .init(name: "netem", available: true, why: "added and removed a netem qdisc", fix: "")
+        } catch {
+            return .init(name: "netem", available: false, why: "\(error)",
+                         fix: "modprobe sch_netem (Debian: linux-modules-extra / kernel-modules), or use "
+                            + "--backend uml (apt-get install user-mode-linux); trials fall back to nftables loss")
+        }
+    }
+
+    static func nftablesCheck(_ ns: NetworkNamespace) -> DoctorReport.Check {
+        do {
+            try Nftables.run("add table inet kal_probe\nadd chain inet kal_probe c { type filter hook forward priority 0; }\n"
+                             + "add rule inet kal_probe c meta l4proto tcp numgen random mod 100 < 30 drop\n"
+                             + "delete table inet kal_probe", in: ns, operation: "nftables probe")
+            return .init(name: "nftables", available: true,
+                         why: "libnftables added a forward chain with a numgen-random drop rule", fix: "")
+        } catch {
+            return .init(name: "nftables", available: false, why: "\(error)",
+                         fix: "apt-get install libnftables1; the host kernel needs nf_tables")
+        }
+    }
+
+    static func conntrackCheck(_ ns: NetworkNamespace) -> DoctorReport.Check {
+        do {
+            try Nftables.run("add table ip kal_probe\nadd chain ip kal_probe c { type filter hook forward priority 0; }\n"
+                             + "add rule ip kal_probe c ct state invalid drop\n"
+                             + "add chain ip kal_probe n { type nat hook postrouting priority 100; }\n"
+                             + "add rule ip kal_probe n masquerade", in: ns, operation: "conntrack probe")
+            let timeout = try ns.perform { try Sysctl.read("net.netfilter.nf_conntrack_tcp_timeout_established") }
+            try Nftables.run("delete table ip kal_probe", in: ns, operation: "conntrack probe cleanup")
+            return .init(name: "conntrack", available: true,
+                         why: "conntrack + NAT rules loaded; per-namespace established timeout \(timeout) s", fix: "")
+        } catch {
+            return .init(name: "conntrack", available: false, why: "\(error)",
+                         fix: "the host kernel needs nf_conntrack and nf_nat (modprobe nf_conntrack nf_nat)")
+        }
+    }
+
+    static func umlCheck() -> DoctorReport.Check {
+        let binary = "/usr/bin/linux.uml"
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            return .init(name: "user-mode-linux", available: false, why: "\(binary) is missing",
+                         fix: "apt-get install user-mode-linux")
+        }
+        let modules = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/uml/modules")) ?? []
+        guard let version = modules.sorted().last,
+              FileManager.default.fileExists(atPath: "/usr/lib/uml/modules/\(version)/kernel/net/sched/sch_netem.ko") else {
+            return .init(name: "user-mode-linux", available: false, why: "no UML modules with sch_netem under /usr/lib/uml/modules",
+                         fix: "apt-get install --reinstall user-mode-linux")
+        }
+        return .init(name: "user-mode-linux", available: true,
+                     why: "\(binary) with modules \(version) (sch_netem.ko present); the uml backend itself is not built yet",
+                     fix: "")
+    }
+
+    static func kernelRelease() -> String {
+        var name = utsname()
+        uname(&name)
+        return withUnsafePointer(to: name.release) {
+            $0.withMemoryRebound(to: CChar.self, capacity: 65) { String(cString: $0) }
+        }
+    }
+}

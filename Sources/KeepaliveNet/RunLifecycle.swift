@@ -1,0 +1,155 @@
+import Foundation
+
+/// Live topologies of this process, so an interrupted run can still tear everything down.
+public final class TopologyRegistry: @unchecked Sendable {
+    public static let shared = TopologyRegistry()
+    private let lock = NSLock()
+    private var live: [ObjectIdentifier: Topology] = [:]
+
+    func add(_ topology: Topology) { lock.withLock { live[ObjectIdentifier(topology)] = topology } }
+    func remove(_ topology: Topology) { lock.withLock { _ = live.removeValue(forKey: ObjectIdentifier(topology)) } }
+
+    public var count: Int { lock.withLock { live.count } }
+
+    /// Tears down every live topology (used on SIGINT/SIGTERM).
+    public func teardownAll() {
+        let all = lock.withLock { Array(live.values) }
+        for topology in all { topology.teardown() }
+    }
+}
+
+/// Kills processes the lab started inside its namespaces and waits until they have left them.
+enum ProcessReaper {
+    static func killAll(_ pids: [pid_t]) {
+        guard !pids.isEmpty else { return }
+        for pid in pids where pid != getpid() { kill(pid, SIGKILL) }
+        let deadline = Date().addingTimeInterval(2)
+        var remaining = pids.filter { $0 != getpid() }
+        while !remaining.isEmpty && Date() < deadline {
+            remaining = remaining.filter { pid in
+                var status: Int32 = 0
+                // Our own children: reap them (a zombie would linger in the process table).
+                if waitpid(pid, &status, WNOHANG) == pid { return false }
+                // Everyone else: gone once /proc no longer shows a network namespace for it.
+                return access("/proc/\(pid)/ns/net", F_OK) == 0
+            }
+            if !remaining.isEmpty { usleep(2_000) }
+        }
+    }
+}
+
+/// Which process owns a run: `/run/keepalive-lab/<run>.owner` holds its pid and start time, so
+/// `cleanup` can tell a live run from a crashed one even after pid reuse.
+public enum RunOwnership {
+    public static let directory = "/run/keepalive-lab"
+
+    public static func register(run: String) throws {
+        if mkdir(directory, 0o755) != 0 && errno != EEXIST {
+            throw SystemCallError("mkdir \(directory)")
+        }
+        let text = "\(getpid()) \(startTime(of: getpid()) ?? 0)\n"
+        guard FileManager.default.createFile(atPath: ownerPath(run), contents: Data(text.utf8)) else {
+            throw SystemCallError("write \(ownerPath(run))", errno: EIO)
+        }
+    }
+
+    public static func unregister(run: String) {
+        unlink(ownerPath(run))
+    }
+
+    static func ownerPath(_ run: String) -> String { "\(directory)/\(run).owner" }
+
+    /// True when the process recorded as the run's owner still runs (same pid and start time).
+    public static func ownerAlive(run: String) -> Bool {
+        guard let text = try? String(contentsOfFile: ownerPath(run), encoding: .utf8) else { return false }
+        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count >= 2, let pid = pid_t(fields[0]), let start = UInt64(fields[1]) else { return false }
+        return startTime(of: pid) == start
+    }
+
+    /// Field 22 of /proc/PID/stat: start time in clock ticks since boot.
+    static func startTime(of pid: pid_t) -> UInt64? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After "pid (comm)" the fields start at field 3.
+        return fields.count > 19 ? UInt64(fields[19]) : nil
+    }
+
+    /// Run ids that have an owner file.
+    static func registeredRuns() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasSuffix(".owner") }.map { String($0.dropLast(".owner".count)) }
+    }
+}
+
+/// Removes what runs left behind.
+public enum Cleanup {
+    public struct Report: Codable, Sendable {
+        public var namespacesRemoved: [String] = []
+        public var processesKilled: [Int32] = []
+        public var ownerFilesRemoved: [String] = []
+        public var skippedLiveRuns: [String] = []
+    }
+
+    /// Deletes lab namespaces (and kills the processes in them) of runs whose owner is gone; with
+    /// `all`, of every run. The calling process's own run is never touched unless `all`.
+    public static func run(all: Bool, namespaceFilter: (String) -> Bool = { _ in true }) -> Report {
+        var report = Report()
+        var byRun: [String: [String]] = [:]
+        for name in NetworkNamespace.listNames() where namespaceFilter(name) {
+            if let run = LabID.runID(inNamespaceName: name) { byRun[run, default: []].append(name) }
+        }
+        for run in RunOwnership.registeredRuns() where byRun[run] == nil && !RunOwnership.ownerAlive(run: run) {
+            RunOwnership.unregister(run: run)
+            report.ownerFilesRemoved.append(run)
+        }
+        for (run, names) in byRun.sorted(by: { $0.key < $1.key }) {
+            if !all && RunOwnership.ownerAlive(run: run) {
+                report.skippedLiveRuns.append(run)
+                continue
+            }
+            for name in names.sorted() {
+                guard let ns = try? NetworkNamespace.open(named: name) else {
+                    NetworkNamespace.removeMount(at: "\(NetworkNamespace.directory)/\(name)")
+                    report.namespacesRemoved.append(name)
+                    continue
+                }
+                let pids = ns.pids().filter { $0 != getpid() }
+                ProcessReaper.killAll(pids)
+                report.processesKilled += pids
+                ns.delete()
+                report.namespacesRemoved.append(name)
+            }
+            RunOwnership.unregister(run: run)
+            report.ownerFilesRemoved.append(run)
+        }
+        return report
+    }
+}
+
+/// SIGINT/SIGTERM: tear down every live topology, forget the run, exit 128+signal.
+public enum InterruptCleanup {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+    nonisolated(unsafe) private static var extraHandlers: [() -> Void] = []
+    private static let queue = DispatchQueue(label: "keepalive-lab.signals")
+
+    /// `onInterrupt` runs before the topologies are torn down (e.g. to stop peers, flush results).
+    public static func install(run: String?, onInterrupt: @escaping () -> Void = {}) {
+        extraHandlers.append(onInterrupt)
+        guard sources.isEmpty else { return }
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            source.setEventHandler {
+                FileHandle.standardError.write(Data("keepalive-lab: signal \(sig), cleaning up…\n".utf8))
+                for handler in extraHandlers { handler() }
+                TopologyRegistry.shared.teardownAll()
+                if let run { RunOwnership.unregister(run: run) }
+                exit(128 + sig)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
