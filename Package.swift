@@ -54,7 +54,7 @@ let package = Package(
         .executableTarget(
             name: "keepalive-lab",
             dependencies: [
-                "KeepaliveNet", "KeepaliveLab",
+                "KeepaliveNet", "KeepaliveLab", "CKeepaliveShim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -141,7 +141,7 @@ public enum Doctor {
                      fix: "")
     }
 
-    static func kernelRelease() -> String {
+    public static func kernelRelease() -> String {
         var name = utsname()
         uname(&name)
         return withUnsafePointer(to: name.release) {

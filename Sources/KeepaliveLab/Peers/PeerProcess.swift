@@ -1,0 +1,281 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum PeerProcessError: Error, CustomStringConvertible {
+    case spawn(errno: Int32, String)
+
+    public var description: String {
+        switch self {
+        case let .spawn(code, context): return "\(context): \(String(cString: strerror(code)))"
+        }
+    }
+}
+
+/// The harness's handle on one peer process (`keepalive-lab peer …`): spawns it, collects its
+/// events on a reader thread, sends commands and reaps it.
+///
+/// The child gets PR_SET_PDEATHSIG, which fires when the *thread* that spawned it exits: spawn from
+/// a thread that outlives the peer.
+public final class PeerProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let config: PeerConfig
+
+    private let state = SharedState()
+    /// Our end of the child's stdin.
+    private let control: Int32
+    private let reapLock = NSLock()
+    private var exitStatus: Int32?
+    private var reaped = false
+
+    /// The running executable, resolved (what the harness spawns in production).
+    public static var selfExecutable: String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        return n > 0 ? String(cString: buffer) : CommandLine.arguments[0]
+    }
+
+    public init(executable: String, netnsPath: String?, config: PeerConfig) throws {
+        self.config = config
+        let json = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
+        var arguments = [executable, "peer"]
+        if let netnsPath { arguments += ["--netns", netnsPath] }
+        arguments += ["--config", json]
+
+        // Socket pairs rather than pipes: they can be created CLOEXEC atomically (Glibc's module lacks
+        // pipe2), so peers spawned concurrently never inherit each other's ends (an inherited write end
+        // would hide EOF), and writing to a dead peer's stdin gives EPIPE with MSG_NOSIGNAL, not SIGPIPE.
+        let unixStream = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        var pairs: [[Int32]] = []
+        for _ in 0..<3 {
+            var pair: [Int32] = [-1, -1]
+            guard socketpair(AF_UNIX, unixStream, 0, &pair) == 0 else {
+                let err = errno
+                pairs.joined().forEach { close($0) }
+                throw PeerProcessError.spawn(errno: err, "socketpair")
+            }
+            pairs.append(pair)
+        }
+        let (stdinPair, stdoutPair, stderrPair) = (pairs[0], pairs[1], pairs[2])
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, stdinPair[1], 0)
+        posix_spawn_file_actions_adddup2(&actions, stdoutPair[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, stderrPair[1], 2)
+
+        // The harness may block or ignore signals; the peer starts clean.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGPIPE, SIGINT, SIGTERM, SIGHUP] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
+        for fd in [stdinPair[1], stdoutPair[1], stderrPair[1]] { close(fd) }
+        guard rc == 0 else {
+            for fd in [stdinPair[0], stdoutPair[0], stderrPair[0]] { close(fd) }
+            throw PeerProcessError.spawn(errno: rc, "posix_spawn \(executable)")
+        }
+        pid = child
+        control = stdinPair[0]
+
+        // Only the shared state is captured, so deinit can still run (and kill the child) while
+        // the reader thread waits for EOF.
+        let (state, outFD, errFD) = (self.state, stdoutPair[0], stderrPair[0])
+        let reader = Thread { state.read(stdout: outFD, stderr: errFD) }
+        reader.name = "peer-\(child)-reader"
+        reader.start()
+    }
+
+    deinit {
+        reapLock.lock()
+        if !reaped {
+            kill(pid, SIGKILL)
+            reap(blocking: true)
+        }
+        reapLock.unlock()
+        close(control)
+    }
+
+    // MARK: Events
+
+    /// Every event so far, in order.
+    public var events: [PeerEvent] { state.withLock { state.events } }
+
+    /// What the peer wrote to stderr (and any stdout line that was not an event).
+    public var stderrText: String { state.withLock { String(decoding: state.stderr, as: UTF8.self) } }
+
+    /// The earliest event of `kind` not yet returned by a wait, waiting up to `timeout` seconds.
+    /// Returns nil on timeout or when the peer's stdout closed without one.
+    public func waitFor(_ kind: String, timeout: Double) -> PeerEvent? {
+        waitForAny([kind], timeout: timeout)
+    }
+
+    public func waitFor(_ kind: PeerEvent.Kind, timeout: Double) -> PeerEvent? {
+        waitForAny([kind.rawValue], timeout: timeout)
+    }
+
+    /// Like `waitFor`, for the earliest unreturned event whose kind is in `kinds`.
+    public func waitForAny(_ kinds: Set<String>, timeout: Double) -> PeerEvent? {
+        state.take(where: { kinds.contains($0.kind.rawValue) }, until: Date(timeIntervalSinceNow: timeout))
+    }
+
+    // MARK: Control
+
+    /// Sends one control line ("snapshot", "send", "quit"). False if the peer is gone.
+    @discardableResult
+    public func send(command: String) -> Bool {
+        let line = Array((command + "\n").utf8)
+        let n = line.withUnsafeBytes { Glibc.send(control, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        return n == line.count
+    }
+
+    /// Signals this peer only; a no-op once it has been reaped (its pid may belong to someone else).
+    public func signal(_ sig: Int32) {
+        reapLock.lock()
+        defer { reapLock.unlock() }
+        if !reaped { kill(pid, sig) }
+    }
+
+    /// Waits for the peer to exit and reaps it. Returns its exit code (128 + signal if killed by a
+    /// signal), or nil if it had not exited within `timeout` — it is then SIGKILLed and reaped.
+    /// Once it returns, `events` holds everything the peer wrote.
+    public func waitExit(timeout: Double) -> Int32? {
+        let deadline = PeerEvent.now() + timeout
+        var timedOut = false
+        reapLock.lock()
+        while !reaped {
+            if reap(blocking: false) { break }
+            if PeerEvent.now() >= deadline {
+                kill(pid, SIGKILL)
+                reap(blocking: true)
+                timedOut = true
+                break
+            }
+            reapLock.unlock()
+            usleep(5_000)
+            reapLock.lock()
+        }
+        let status = exitStatus
+        reapLock.unlock()
+        state.waitForReaderDone(until: Date(timeIntervalSinceNow: 2))
+        return timedOut ? nil : status
+    }
+
+    /// Call with reapLock held. True once the child has been reaped.
+    @discardableResult
+    private func reap(blocking: Bool) -> Bool {
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, blocking ? 0 : WNOHANG)
+            if r == 0 { return false }
+            if r < 0 && errno == EINTR { continue }
+            reaped = true
+            if r < 0 {
+                exitStatus = -1  // ECHILD: someone else reaped it (SIGCHLD ignored?)
+            } else if status & 0x7f == 0 {
+                exitStatus = (status >> 8) & 0xff  // WIFEXITED / WEXITSTATUS
+            } else {
+                exitStatus = 128 + (status & 0x7f)  // WTERMSIG, as a shell reports it
+            }
+            return true
+        }
+    }
+}
+
+/// State shared between a PeerProcess and its reader thread.
+private final class SharedState: @unchecked Sendable {
+    private let condition = NSCondition()
+    var events: [PeerEvent] = []
+    var stderr: [UInt8] = []
+    private var returned: Set<Int> = []
+    private var readerDone = false
+
+    func withLock<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
+    }
+
+    func take(where matches: (PeerEvent) -> Bool, until deadline: Date) -> PeerEvent? {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if let index = events.indices.first(where: { !returned.contains($0) && matches(events[$0]) }) {
+                returned.insert(index)
+                return events[index]
+            }
+            if readerDone || !condition.wait(until: deadline) { break }
+        }
+        return nil
+    }
+
+    func waitForReaderDone(until deadline: Date) {
+        condition.lock()
+        while !readerDone && condition.wait(until: deadline) {}
+        condition.unlock()
+    }
+
+    /// Reader thread body: splits stdout into event lines and keeps stderr, until both reach EOF.
+    func read(stdout: Int32, stderr errFD: Int32) {
+        let decoder = JSONDecoder()
+        var partial: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var open = [stdout, errFD]
+        while !open.isEmpty {
+            var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            if poll(&fds, nfds_t(fds.count), -1) < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            for pfd in fds where pfd.revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { Glibc.read(pfd.fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 {
+                    close(pfd.fd)
+                    open.removeAll { $0 == pfd.fd }
+                    continue
+                }
+                if pfd.fd == errFD {
+                    withLock { stderr.append(contentsOf: buffer[0..<n]) }
+                    continue
+                }
+                partial.append(contentsOf: buffer[0..<n])
+                var lines: [[UInt8]] = []
+                while let newline = partial.firstIndex(of: UInt8(ascii: "\n")) {
+                    lines.append(Array(partial[..<newline]))
+                    partial.removeSubrange(...newline)
+                }
+                let parsed = lines.map { line in (try? decoder.decode(PeerEvent.self, from: Data(line)), line) }
+                condition.lock()
+                for (event, line) in parsed {
+                    if let event {
+                        events.append(event)
+                    } else {
+                        stderr.append(contentsOf: Array("stdout: ".utf8) + line + [UInt8(ascii: "\n")])
+                    }
+                }
+                condition.broadcast()
+                condition.unlock()
+            }
+        }
+        for fd in open { close(fd) }
+        condition.lock()
+        readerDone = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}

@@ -1,0 +1,59 @@
+/// When the kernel should declare a silent peer dead (net/ipv4/tcp_timer.c), measured from an
+/// anchor: the last segment A received (keepalive), or the oldest unacknowledged data
+/// (retransmission with TCP_USER_TIMEOUT), or the first unanswered heartbeat.
+public struct Expectation: Codable, Sendable, Equatable {
+    public enum Anchor: String, Codable, Sendable {
+        case lastReceived = "last_rx"
+        case oldestUnacked = "oldest_unacked"
+        case firstUnansweredHeartbeat = "first_unanswered_heartbeat"
+    }
+
+    public var anchor: Anchor
+    /// Seconds after the anchor.
+    public var seconds: Double
+    /// How the figure was derived, for reports.
+    public var formula: String
+
+    /// Timers never fire early and may be late by up to 12.5 % (timer wheel granularity); 4 ms
+    /// covers capture and scheduling noise (packetdrill's default tolerance).
+    public static func tolerance(for expected: Double) -> Double { 0.004 + 0.125 * expected }
+
+    public func accepts(_ measured: Double) -> Bool {
+        measured >= seconds - 0.004 && measured <= seconds + Self.tolerance(for: seconds)
+    }
+
+    /// Keepalive on an idle connection with a silent peer.
+    public static func keepalive(_ k: KeepaliveSetting, userTimeoutMs: UInt32?) -> Expectation {
+        if let u = userTimeoutMs, u > 0 {
+            // With TCP_USER_TIMEOUT the probe count is ignored: abort at the first probe timer
+            // after U has elapsed since the last reception.
+            let uSeconds = Double(u) / 1000
+            let probes = max(1.0, ((uSeconds - Double(k.idle)) / Double(k.interval)).rounded(.up))
+            return Expectation(anchor: .lastReceived, seconds: Double(k.idle) + Double(k.interval) * probes,
+                               formula: "idle + interval × max(1, ⌈(U − idle) / interval⌉) = \(k.idle) + \(k.interval) × \(Int(probes))")
+        }
+        return Expectation(anchor: .lastReceived, seconds: Double(k.idle + k.interval * k.count),
+                           formula: "idle + count × interval = \(k.idle) + \(k.count) × \(k.interval)")
+    }
+
+    /// A rebooted peer answers the first probe after it is back with RST.
+    /// `backAfter` is the time from the last reception to B's return.
+    public static func keepaliveAfterReboot(_ k: KeepaliveSetting, backAfter: Double) -> Expectation {
+        let firstProbe = Double(k.idle)
+        let index = max(0, ((backAfter - firstProbe) / Double(k.interval)).rounded(.up))
+        guard index < Double(k.count) else { return keepalive(k, userTimeoutMs: nil) }
+        return Expectation(anchor: .lastReceived, seconds: firstProbe + index * Double(k.interval),
+                           formula: "first probe after B is back: idle + \(Int(index)) × interval")
+    }
+
+    /// Retransmissions of unacknowledged data, capped by TCP_USER_TIMEOUT.
+    public static func userTimeout(ms: UInt32) -> Expectation {
+        Expectation(anchor: .oldestUnacked, seconds: Double(ms) / 1000,
+                    formula: "TCP_USER_TIMEOUT = \(ms) ms after the oldest unacknowledged data")
+    }
+
+    public static func heartbeat(_ h: HeartbeatSetting) -> Expectation {
+        Expectation(anchor: .firstUnansweredHeartbeat, seconds: h.timeout,
+                    formula: "heartbeat timeout \(h.timeout) s after the first unanswered heartbeat")
+    }
+}

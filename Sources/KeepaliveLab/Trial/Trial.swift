@@ -1,0 +1,153 @@
+import Foundation
+import KeepaliveNet
+
+public struct TrialError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// One trial on its own A–R–B topology: server in B, client in A, capture on R's r-a (the wire
+/// next to A: it sees A's probes, everything R forwards to A, and R's ICMP), a fault at a recorded
+/// instant, and the measurement. Blocking; run it on a thread that outlives the peers (they die with
+/// the thread that spawned them).
+public struct Trial {
+    public let spec: TrialSpec
+    public let id: LabID
+    /// The keepalive-lab binary that provides the `peer` subcommand.
+    public let peerExecutable: String
+    /// Where to keep the capture; nil: a temporary file, removed after the analysis.
+    public let pcapPath: String?
+
+    public init(spec: TrialSpec, id: LabID, peerExecutable: String, pcapPath: String?) {
+        self.spec = spec
+        self.id = id
+        self.peerExecutable = peerExecutable
+        self.pcapPath = pcapPath
+    }
+
+    static let serverAddress = Topology.bAddress.address.description
+    static let clientAddress = Topology.aAddress.address.description
+    /// After detection, keep capturing this long so A's abort RST is on the wire record.
+    static let tail = 0.3
+
+    public func run() throws -> TrialResult {
+        try spec.validate()
+        let topology = try Topology.build(id: id)
+        defer { topology.teardown() }
+        for ns in [topology.a, topology.b] {
+            try ns.perform { try Self.applyNamespaceKeepalive(spec.namespaceKeepalive) }
+        }
+        let capturePath = pcapPath ?? FileManager.default.temporaryDirectory
+            .appendingPathComponent("kal-\(id.run)-\(id.trial).pcap").path
+        let capture = try topology.r.perform { try PacketCapture(interface: Topology.rToA, pcapPath: capturePath) }
+        capture.start()
+        var peers: [PeerProcess] = []
+        defer {
+            for peer in peers {
+                peer.signal(SIGKILL)
+                _ = peer.waitExit(timeout: 2)
+            }
+            _ = capture.stop()
+            if pcapPath == nil { unlink(capturePath) }
+        }
+
+        let server = try startServer(in: topology)
+        peers.append(server)
+        let client = try PeerProcess(
+            executable: peerExecutable, netnsPath: topology.a.path,
+            config: PeerConfig(role: .client, address: Self.serverAddress, port: spec.port,
+                               policy: spec.clientPolicy, workload: spec.workload))
+        peers.append(client)
+        guard let ready = client.waitFor(.ready, timeout: 5) else {
+            throw TrialError(message: "client in \(topology.a.name) never became ready: \(client.events.last.map { "\($0.kind.rawValue) \($0.detail ?? "")" } ?? "no events") \(client.stderrText)")
+        }
+        Self.sleep(until: ready.t + spec.faultDelay)
+
+        client.send(command: "snapshot")
+        let atFault = client.waitFor(.tcpInfo, timeout: 1)?.tcpInfo
+        let tFault = PeerEvent.now()
+        var notes: [String] = []
+        try inject(spec.fault, topology: topology, server: server)
+
+        var tBack: Double?
+        var detection: PeerEvent?
+        let detectionKinds: Set<String> = ["error", "closed", "heartbeat_timeout"]
+        while detection == nil && PeerEvent.now() < tFault + spec.deadline {
+            if case .reboot(let downtime) = spec.fault, tBack == nil, PeerEvent.now() >= tFault + downtime {
+                try topology.rebootB()
+                peers.append(try startServer(in: topology))
+                tBack = PeerEvent.now()
+                notes.append("B rebooted \(Self.format(tBack! - tFault)) s after the crash: new namespace \(topology.b.name), same IP and MAC, fresh server")
+            }
+            detection = client.waitForAny(detectionKinds, timeout: 0.01)
+        }
+        var atDetection: PeerTCPInfo?
+        if let detection {
+            // The peer snapshots TCP_INFO right before reporting the error; pick that one up.
+            atDetection = client.events.last(where: { $0.kind == .tcpInfo && $0.t <= detection.t + 0.001 && $0.t > tFault })?.tcpInfo
+            Self.sleep(until: detection.t + Self.tail)
+        }
+        let packets = capture.stop()
+        if let error = capture.readError { notes.append("capture: \(error)") }
+
+        let clientPort = client.events.first(where: { $0.kind == .connected })?.local
+            .flatMap { $0.split(separator: ":").last }.flatMap { UInt16($0) } ?? 0
+        let segments = SegmentClassifier.classify(packets, client: (Self.clientAddress, clientPort),
+                                                  server: (Self.serverAddress, spec.port))
+        return TrialAnalysis(spec: spec, tFault: tFault, tBack: tBack, detection: detection,
+                             clientEvents: client.events, segments: segments)
+            .result(pcap: pcapPath, atFault: atFault, atDetection: atDetection, notes: notes)
+    }
+
+    private func startServer(in topology: Topology) throws -> PeerProcess {
+        let server = try PeerProcess(
+            executable: peerExecutable, netnsPath: topology.b.path,
+            config: PeerConfig(role: .server, address: Self.serverAddress, port: spec.port,
+                               policy: spec.serverPolicy, workload: spec.workload))
+        guard server.waitFor(.listening, timeout: 5) != nil else {
+            throw TrialError(message: "server in \(topology.b.name) never listened: \(server.stderrText)")
+        }
+        return server
+    }
+
+    private func inject(_ fault: Fault, topology: Topology, server: PeerProcess) throws {
+        switch fault {
+        case .none:
+            break
+        case .crash, .reboot:
+            try topology.cutB()
+            server.signal(SIGKILL)
+        case .crashICMP:
+            try Nftables.run("""
+                table ip kal_fault {
+                    chain forward {
+                        type filter hook forward priority 0; policy accept;
+                        ip daddr \(Self.serverAddress) reject with icmp type host-unreachable
+                    }
+                }
+                """, in: topology.r, operation: "answer for the dead B with ICMP host-unreachable")
+            try topology.cutB()
+            server.signal(SIGKILL)
+        case .kill:
+            server.signal(SIGKILL)
+        case .freeze:
+            server.signal(SIGSTOP)
+        }
+    }
+
+    /// net.ipv4.tcp_keepalive_* are per network namespace: sockets with SO_KEEPALIVE but no
+    /// per-socket timers use these.
+    static func applyNamespaceKeepalive(_ setting: KeepaliveSetting?) throws {
+        guard let k = setting else { return }
+        try Sysctl.write("net.ipv4.tcp_keepalive_time", String(k.idle))
+        try Sysctl.write("net.ipv4.tcp_keepalive_intvl", String(k.interval))
+        try Sysctl.write("net.ipv4.tcp_keepalive_probes", String(k.count))
+    }
+
+    static func sleep(until t: Double) {
+        let remaining = t - PeerEvent.now()
+        if remaining > 0 { usleep(UInt32(min(remaining, 4000) * 1_000_000)) }
+    }
+
+    static func format(_ value: Double) -> String { String(format: "%.3f", value) }
+}

@@ -1,0 +1,170 @@
+import KeepaliveNet
+
+/// Turns what a trial recorded (client events, classified wire segments, instants) into a result.
+struct TrialAnalysis {
+    let spec: TrialSpec
+    let tFault: Double
+    let tBack: Double?
+    let detection: PeerEvent?
+    let clientEvents: [PeerEvent]
+    let segments: [ClassifiedSegment]
+
+    var tDetect: Double? { detection?.t }
+
+    /// The last segment A received from B before it learned the connection was gone. RSTs are left
+    /// out: a rebooted B's RST is the detection itself, not the start of the silence.
+    var lastReceived: Double? {
+        let before = tDetect ?? .infinity
+        return segments.last(where: { $0.direction == .bToA && $0.kind != .rst && $0.kind != .icmp && $0.t < before })?.t
+    }
+
+    /// First transmission of the oldest A→B data B never acknowledged — or, when B's window was
+    /// closed and everything sent was acknowledged, A's first zero-window probe (the kernel's
+    /// TCP_USER_TIMEOUT clock then starts there).
+    var oldestUnacked: Double? {
+        let before = tDetect ?? .infinity
+        guard let lastAck = segments.last(where: { $0.direction == .bToA && $0.flags.contains("A") && $0.t < before })?.ack
+        else { return nil }
+        let unacked = segments.first(where: { seg in
+            seg.direction == .aToB && seg.payloadLength > 1 && seg.t < before
+                && Int32(bitPattern: (seg.seq &+ UInt32(seg.payloadLength)) &- lastAck) > 0
+        })?.t
+        let silenceStart = lastReceived ?? -.infinity
+        return unacked ?? segments.first(where: {
+            $0.direction == .aToB && $0.kind == .windowProbe && $0.t > silenceStart && $0.t < before
+        })?.t
+    }
+
+    /// The first heartbeat the server never answered.
+    var firstUnansweredHeartbeat: Double? {
+        let answered = Set(clientEvents.filter { $0.kind == .heartbeatReply }.compactMap(\.seq))
+        return clientEvents.first(where: { $0.kind == .heartbeatSent && !answered.contains($0.seq ?? .max) })?.t
+    }
+
+    func instant(of anchor: Expectation.Anchor) -> Double? {
+        switch anchor {
+        case .lastReceived: return lastReceived
+        case .oldestUnacked: return oldestUnacked
+        case .firstUnansweredHeartbeat: return firstUnansweredHeartbeat
+        }
+    }
+
+    /// What the kernel (or the heartbeat) should do, from the policy, workload and fault: every
+    /// mechanism that applies gives a predicted instant, and the earliest one wins.
+    var expectation: Expectation? {
+        var candidates: [Expectation] = []
+        let policy = spec.clientPolicy
+        switch spec.fault {
+        case .none, .kill:
+            return nil
+        case .crash, .crashICMP, .reboot:
+            if spec.workload == .idle, let k = spec.effectiveClientKeepalive {
+                if case .reboot = spec.fault, let back = tBack, let last = lastReceived {
+                    candidates.append(.keepaliveAfterReboot(k, backAfter: back - last))
+                } else {
+                    candidates.append(.keepalive(k, userTimeoutMs: policy.userTimeoutMs))
+                }
+            }
+            if spec.workload != .idle, let u = policy.userTimeoutMs, u > 0, oldestUnacked != nil {
+                candidates.append(.userTimeout(ms: u))
+            }
+            if let h = policy.heartbeat {
+                candidates.append(.heartbeat(h))
+            }
+        case .freeze:
+            if let h = policy.heartbeat { candidates.append(.heartbeat(h)) }
+        }
+        return candidates.min { a, b in
+            (instant(of: a.anchor) ?? .infinity) + a.seconds < (instant(of: b.anchor) ?? .infinity) + b.seconds
+        }
+    }
+
+    var outcome: TrialResult.Outcome {
+        switch (detection != nil, spec.fault.peerIsDead) {
+        case (true, true): return .detected
+        case (true, false): return .falsePositive
+        case (false, true): return .missed
+        case (false, false): return .survived
+        }
+    }
+
+    var detectedBy: String? {
+        guard let detection else { return nil }
+        switch detection.kind {
+        case .heartbeatTimeout: return "heartbeat"
+        case .error: return detection.errnoName
+        default: return detection.detail ?? detection.kind.rawValue
+        }
+    }
+
+    func result(pcap: String?, atFault: PeerTCPInfo?, atDetection: PeerTCPInfo?, notes: [String]) -> TrialResult {
+        let all = WireSummary(segments)
+        let afterFault = WireSummary(segments, after: tFault)
+        let wireAbort = afterFault.rstFromA.first
+        let expected = expectation
+        let measured = expected.flatMap { e in instant(of: e.anchor).flatMap { a in tDetect.map { $0 - a } } }
+        var notes = notes
+        let icmp = afterFault.count(.icmp)
+        if icmp > 0 {
+            notes.append("R sent \(icmp) ICMP error(s) to A after the fault")
+        }
+        if spec.fault == .freeze, afterFault.probeReplies > 0 {
+            notes.append("B's kernel answered \(afterFault.probeReplies) keepalive probe(s) while the server process was stopped")
+        }
+        var marks: [String: Double] = ["fault": 0]
+        func mark(_ name: String, _ t: Double?) { if let t { marks[name] = t - tFault } }
+        mark("connected", clientEvents.first(where: { $0.kind == .connected })?.t)
+        mark("ready", clientEvents.first(where: { $0.kind == .ready })?.t)
+        mark("last_rx", lastReceived)
+        mark("oldest_unacked", oldestUnacked)
+        mark("detection", tDetect)
+        mark("wire_abort", wireAbort)
+        mark("b_back", tBack)
+        mark("deadline", tFault + spec.deadline)
+        return TrialResult(
+            outcome: outcome,
+            errno: detection?.errnoName,
+            detectedBy: detectedBy,
+            detectionLatencyS: tDetect.map { $0 - tFault },
+            sinceLastRxS: tDetect.flatMap { d in lastReceived.map { d - $0 } },
+            sinceOldestUnackedS: tDetect.flatMap { d in oldestUnacked.map { d - $0 } },
+            sinceFirstUnansweredHeartbeatS: spec.clientPolicy.heartbeat == nil ? nil
+                : tDetect.flatMap { d in firstUnansweredHeartbeat.map { d - $0 } },
+            expected: expected,
+            expectedS: expected?.seconds,
+            measuredS: measured,
+            withinTolerance: expected.map { e in measured.map(e.accepts) ?? false },
+            probesSent: afterFault.probesSent,
+            probeReplies: afterFault.probeReplies,
+            rstSeen: afterFault.count(.rst) > 0,
+            wireAbortS: wireAbort.map { $0 - tFault },
+            appMinusWireMs: wireAbort.flatMap { w in tDetect.map { ($0 - w) * 1000 } },
+            bytesOnWire: all.bytesOnWire,
+            bytesAfterFault: afterFault.bytesOnWire,
+            pcap: pcap,
+            kernel: Doctor.kernelRelease(),
+            backend: "host",
+            spec: spec,
+            tcpInfoAtFault: atFault,
+            tcpInfoAtDetection: atDetection,
+            wire: all,
+            timeline: timeline,
+            marks: marks,
+            notes: notes)
+    }
+
+    /// The connection's segments relative to the fault. Bulk data is thinned (first and last few,
+    /// and everything within a second of the fault) so stream trials stay readable.
+    var timeline: [TimelineEntry] {
+        let connection = segments.filter { $0.direction != .other }
+        let bulk: Set<SegmentKind> = [.data, .ack]
+        let bulkIndices = connection.indices.filter { bulk.contains(connection[$0].kind) }
+        let keepBulk = Set(bulkIndices.prefix(6) + bulkIndices.suffix(6))
+        return connection.indices.compactMap { i in
+            let seg = connection[i]
+            guard !bulk.contains(seg.kind) || keepBulk.contains(i) || abs(seg.t - tFault) < 1 else { return nil }
+            return TimelineEntry(t: seg.t - tFault, direction: seg.direction, kind: seg.kind,
+                                 flags: seg.flags, payload: seg.payloadLength)
+        }.suffix(2000).map { $0 }
+    }
+}

@@ -1,0 +1,86 @@
+/// One trial's measured outcome: one JSON line in results.jsonl.
+public struct TrialResult: Codable, Sendable {
+    public enum Outcome: String, Codable, Sendable {
+        /// The peer was dead and the client found out before the deadline.
+        case detected
+        /// The peer was dead and the client did not find out before the deadline.
+        case missed
+        /// The peer was healthy but the connection was closed.
+        case falsePositive = "false_positive"
+        /// The peer was healthy and the connection lived to the deadline.
+        case survived
+    }
+
+    public var outcome: Outcome
+    public var errno: String?
+    /// How the client found out: "ETIMEDOUT", "ECONNRESET", "eof", "heartbeat".
+    public var detectedBy: String?
+    /// Fault → the client's detection event (CLOCK_MONOTONIC, both sides).
+    public var detectionLatencyS: Double?
+    /// Last segment A received from B (on the wire) → detection.
+    public var sinceLastRxS: Double?
+    /// The oldest unacknowledged data segment from A → detection (data in flight).
+    public var sinceOldestUnackedS: Double?
+    /// First heartbeat that never got its reply → detection.
+    public var sinceFirstUnansweredHeartbeatS: Double?
+    public var expected: Expectation?
+    public var expectedS: Double?
+    /// The measurement against `expected`, from the expectation's anchor.
+    public var measuredS: Double?
+    public var withinTolerance: Bool?
+    public var probesSent: Int
+    public var probeReplies: Int
+    public var rstSeen: Bool
+    /// Fault → A's abort RST on the wire.
+    public var wireAbortS: Double?
+    /// The app's detection instant minus A's RST on the wire (timing fidelity), in ms.
+    public var appMinusWireMs: Double?
+    public var bytesOnWire: Int
+    public var bytesAfterFault: Int
+    public var pcap: String?
+    public var kernel: String
+    public var backend: String
+    public var spec: TrialSpec
+    public var tcpInfoAtFault: PeerTCPInfo?
+    public var tcpInfoAtDetection: PeerTCPInfo?
+    public var wire: WireSummary
+    /// Time-ordered segments after the connection was set up, relative to the fault (seconds).
+    public var timeline: [TimelineEntry]
+    /// Key instants relative to the fault.
+    public var marks: [String: Double]
+    public var notes: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case outcome, errno
+        case detectedBy = "detected_by"
+        case detectionLatencyS = "detection_latency_s"
+        case sinceLastRxS = "since_last_rx_s"
+        case sinceOldestUnackedS = "since_oldest_unacked_s"
+        case sinceFirstUnansweredHeartbeatS = "since_first_unanswered_heartbeat_s"
+        case expected
+        case expectedS = "expected_s"
+        case measuredS = "measured_s"
+        case withinTolerance = "within_tolerance"
+        case probesSent = "probes_sent"
+        case probeReplies = "probe_replies"
+        case rstSeen = "rst_seen"
+        case wireAbortS = "wire_abort_s"
+        case appMinusWireMs = "app_minus_wire_ms"
+        case bytesOnWire = "bytes_on_wire"
+        case bytesAfterFault = "bytes_after_fault"
+        case pcap, kernel, backend, spec
+        case tcpInfoAtFault = "tcp_info_at_fault"
+        case tcpInfoAtDetection = "tcp_info_at_detection"
+        case wire, timeline, marks, notes
+    }
+}
+
+/// One segment for ladders and charts.
+public struct TimelineEntry: Codable, Sendable, Equatable {
+    /// Seconds relative to the fault (negative: before it).
+    public var t: Double
+    public var direction: SegmentDirection
+    public var kind: SegmentKind
+    public var flags: String
+    public var payload: Int
+}

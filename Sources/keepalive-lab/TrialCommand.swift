@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import KeepaliveLab
+import KeepaliveNet
+
+struct TrialCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trial",
+        abstract: "Run one keepalive trial on a fresh A–R–B topology and print what happened.",
+        discussion: """
+            Example: keepalive-lab trial --keepalive 2,1,3 --fault crash --pcap crash.pcap
+            The client runs in A, the server in B; the capture is taken on R's interface toward A.
+            """)
+
+    @Option(help: "Client keepalive IDLE,INTERVAL,COUNT in seconds (TCP_KEEPIDLE 1…32767, TCP_KEEPINTVL 1…32767, TCP_KEEPCNT 1…127).")
+    var keepalive: String?
+
+    @Flag(help: "Client SO_KEEPALIVE with the namespace's net.ipv4.tcp_keepalive_* defaults.")
+    var sysctlDefaults = false
+
+    @Option(name: .customLong("namespace-keepalive"), help: "Set net.ipv4.tcp_keepalive_time,intvl,probes in A and B, e.g. 7200,75,9.")
+    var namespaceKeepalive: String?
+
+    @Option(help: "Client TCP_USER_TIMEOUT in milliseconds (0…2147483647).")
+    var userTimeout: UInt32?
+
+    @Option(help: "Client application heartbeat INTERVAL,TIMEOUT in seconds.")
+    var heartbeat: String?
+
+    @Option(help: "Server keepalive IDLE,INTERVAL,COUNT.")
+    var serverKeepalive: String?
+
+    @Option(help: "Server TCP_USER_TIMEOUT in milliseconds.")
+    var serverUserTimeout: UInt32?
+
+    @Option(help: "idle | rr:SECONDS | stream")
+    var workload: String = "idle"
+
+    @Option(help: "crash | crash-icmp | reboot:SECONDS | kill | freeze | none")
+    var fault: String = "crash"
+
+    @Option(help: "Seconds after the fault before giving up (0.5…86400).")
+    var deadline: Double = 30
+
+    @Option(help: "Seconds between the first exchange and the fault.")
+    var faultDelay: Double = 0.2
+
+    @Option(help: "Keep the capture (taken on R, toward A) in this pcap file.")
+    var pcap: String?
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func spec() throws -> TrialSpec {
+        let client = Policy(keepalive: try keepalive.map(KeepaliveSetting.init(parsing:)),
+                            useSysctlDefaults: sysctlDefaults, userTimeoutMs: userTimeout,
+                            heartbeat: try heartbeat.map(HeartbeatSetting.init(parsing:)))
+        let server = Policy(keepalive: try serverKeepalive.map(KeepaliveSetting.init(parsing:)),
+                            userTimeoutMs: serverUserTimeout)
+        let spec = TrialSpec(clientPolicy: client, serverPolicy: server, workload: try Workload(parsing: workload),
+                             fault: try Fault(parsing: fault), deadline: deadline, faultDelay: faultDelay,
+                             namespaceKeepalive: try namespaceKeepalive.map(KeepaliveSetting.init(parsing:)))
+        try spec.validate()
+        return spec
+    }
+
+    func validate() throws {
+        do { _ = try spec() } catch let error as PolicyError { throw ValidationError(error.description) }
+    }
+
+    func run() throws {
+        let spec = try spec()
+        let runID = LabID.newRunID()
+        try RunOwnership.register(run: runID)
+        defer { RunOwnership.unregister(run: runID) }
+        InterruptCleanup.install(run: runID)
+        let pcapPath = pcap.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        let result = try Trial(spec: spec, id: try LabID(run: runID, trial: "t1"),
+                               peerExecutable: PeerProcess.selfExecutable, pcapPath: pcapPath).run()
+        if json {
+            print(try TrialOutput.json(result))
+        } else {
+            print(TrialOutput.human(result))
+        }
+    }
+}
