@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // libnl-3 + libnl-route-3 (netlink: links, addresses, routes, neighbours, qdiscs).
@@ -49,6 +50,7 @@ let package = Package(
             dependencies: [
                 "KeepaliveNet", "CPcap", "CKeepaliveShim",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(

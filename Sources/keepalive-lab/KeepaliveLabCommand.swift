@@ -5,7 +5,7 @@ struct KeepaliveLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keepalive-lab",
         abstract: "Measure TCP keepalive behaviour on real Linux network namespaces.",
-        subcommands: [TrialCommand.self, DoctorCommand.self, SmokeCommand.self, CleanupCommand.self,
+        subcommands: [RunCommand.self, TrialCommand.self, DoctorCommand.self, BenchCommand.self, SmokeCommand.self, CleanupCommand.self,
                       PeerCommand.self, ProbeUserNamespaceCommand.self]
     )
 }

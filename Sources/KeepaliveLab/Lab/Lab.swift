@@ -1,0 +1,92 @@
+/// A lab file (`Labs/*.yaml`): a comparison described once — policies × faults × trials — and what
+/// each policy must achieve.
+public struct Lab: Codable, Sendable, Equatable {
+    public var name: String
+    public var description: String
+    public var policies: [NamedPolicy]
+    public var faults: [FaultCase]
+    public var trials: Int
+    public var seed: UInt64
+    public var expectations: [LabExpectation]
+    /// Where the lab came from (file path), for messages and reports.
+    public var source: String
+
+    /// One row of the matrix: the cells of a policy × fault pair share all of this.
+    public struct Cell: Codable, Sendable, Equatable {
+        public var policy: NamedPolicy
+        public var fault: FaultCase
+        public var key: String { "\(policy.name) × \(fault.label)" }
+    }
+
+    public var cells: [Cell] {
+        policies.flatMap { policy in faults.map { Cell(policy: policy, fault: $0) } }
+    }
+}
+
+/// A named combination of client and server policies.
+public struct NamedPolicy: Codable, Sendable, Equatable {
+    public var name: String
+    public var client: Policy
+    public var server: Policy
+    /// net.ipv4.tcp_keepalive_* in A's and B's namespaces for this policy (nil: kernel defaults).
+    public var namespaceKeepalive: KeepaliveSetting?
+
+    public var summary: String {
+        var parts = ["client: \(client.summary)"]
+        if server != .none { parts.append("server: \(server.summary)") }
+        if let k = namespaceKeepalive { parts.append("sysctl tcp_keepalive \(k)") }
+        return parts.joined(separator: "; ")
+    }
+}
+
+/// A fault with the trial settings that go with it.
+public struct FaultCase: Codable, Sendable, Equatable {
+    public var fault: Fault
+    public var workload: Workload
+    public var deadline: Double
+    public var faultDelay: Double
+    /// Extra trial settings by name (e.g. nat-idle silence), passed to the trial as given.
+    public var options: [String: Double]
+
+    public var label: String { workload == .idle ? fault.description : "\(fault) (\(workload))" }
+}
+
+/// What a policy must achieve under a fault; evaluated over the cell's trials.
+public struct LabExpectation: Codable, Sendable, Equatable {
+    public enum Rule: Codable, Sendable, Equatable {
+        /// Every trial detected, and the given percentile of detection latency ≤ seconds.
+        case detectWithin(seconds: Double, percentile: Double)
+        /// False positives / trials ≤ rate (B healthy).
+        case falsePositiveRateAtMost(Double)
+        /// Every trial survived (healthy B: connection lived, or NAT idle: data went through).
+        case survives
+        /// Every trial had this outcome.
+        case outcome(TrialResult.Outcome)
+        /// Every trial's measurement matched the kernel formula within tolerance.
+        case matchesKernelFormula
+    }
+
+    /// Policy name or "*".
+    public var policy: String
+    /// Fault label or "*".
+    public var fault: String
+    public var rule: Rule
+    /// file:line:column of the expectation, for messages.
+    public var location: String
+
+    public func applies(to cell: Lab.Cell) -> Bool {
+        (policy == "*" || policy == cell.policy.name)
+            && (fault == "*" || fault == cell.fault.label || fault == cell.fault.fault.description)
+    }
+
+    public var summary: String {
+        switch rule {
+        case let .detectWithin(seconds, percentile):
+            return "detect within \(Fault.format(seconds)) s at p\(Fault.format(percentile))"
+        case let .falsePositiveRateAtMost(rate): return "false-positive rate ≤ \(Fault.format(rate))"
+        case .survives: return "survives"
+        case let .outcome(outcome): return "outcome \(outcome.rawValue)"
+        case .matchesKernelFormula: return "matches the kernel formula"
+        }
+    }
+}

@@ -1,0 +1,298 @@
+import Foundation
+import Yams
+
+/// A lab file problem, pointing at the exact place: `file:line:column: key: what is wrong`.
+public struct LabFileError: Error, CustomStringConvertible, Sendable {
+    public let file: String
+    public let line: Int
+    public let column: Int
+    public let key: String
+    public let message: String
+
+    public var description: String { "\(file):\(line):\(column): \(key.isEmpty ? "" : "\(key): ")\(message)" }
+}
+
+/// Reads `Labs/*.yaml` into a `Lab`, checking every key, type and range before anything is created.
+public struct LabParser {
+    let file: String
+
+    public static func load(path: String) throws -> Lab {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw LabFileError(file: path, line: 0, column: 0, key: "", message: "cannot read the lab file: \(error.localizedDescription)")
+        }
+        return try LabParser(file: path).parse(text)
+    }
+
+    public func parse(_ text: String) throws -> Lab {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else { throw fail(nil, "", "the file is empty") }
+            root = node
+        } catch let error as YamlError {
+            throw LabFileError(file: file, line: Self.line(of: error), column: 0, key: "", message: "not valid YAML: \(error)")
+        }
+        let top = try mapping(root, "", allowed: [
+            "name", "description", "trials", "seed", "deadline", "workload", "fault_delay", "namespace_keepalive",
+            "policies", "faults", "expectations",
+        ])
+        let name = try string(top["name"], "name", required: true, node: root)!
+        guard name.range(of: "^[A-Za-z0-9._-]{1,60}$", options: .regularExpression) != nil else {
+            throw fail(top["name"], "name", "\"\(name)\" is not allowed: use 1…60 letters, digits, '.', '_' or '-'")
+        }
+        let trials = try int(top["trials"], "trials", range: 1...1000) ?? 5
+        let seed = try int(top["seed"], "seed", range: 0...Int.max) ?? 1
+        let defaults = FaultDefaults(
+            workload: try workload(top["workload"], "workload") ?? .idle,
+            deadline: try double(top["deadline"], "deadline", range: TrialSpec.deadlineRange) ?? 30,
+            faultDelay: try double(top["fault_delay"], "fault_delay", range: TrialSpec.faultDelayRange) ?? 0.2)
+        let labKeepalive = try keepalive(top["namespace_keepalive"], "namespace_keepalive")
+
+        let policies = try sequence(top["policies"], "policies", required: true, node: root).enumerated().map {
+            try policy($1, "policies[\($0)]", labKeepalive: labKeepalive)
+        }
+        var seen: Set<String> = []
+        for (i, p) in policies.enumerated() where !seen.insert(p.name).inserted {
+            throw fail(try sequence(top["policies"], "policies")[i], "policies[\(i)].name", "policy \"\(p.name)\" is defined twice")
+        }
+        let faults = try sequence(top["faults"], "faults", required: true, node: root).enumerated().map {
+            try faultCase($1, "faults[\($0)]", defaults: defaults)
+        }
+        let expectations = try sequence(top["expectations"], "expectations").enumerated().map {
+            try expectation($1, "expectations[\($0)]", policies: policies, faults: faults)
+        }
+        let lab = Lab(name: name, description: try string(top["description"], "description") ?? "",
+                      policies: policies, faults: faults, trials: trials, seed: UInt64(seed),
+                      expectations: expectations, source: file)
+        // Every cell must make a valid trial before anything is created.
+        for cell in lab.cells {
+            do {
+                try TrialPlan.spec(for: cell, lab: lab, trial: 0).validate()
+            } catch let error as PolicyError {
+                throw fail(root, cell.key, error.description)
+            }
+        }
+        return lab
+    }
+
+    struct FaultDefaults {
+        var workload: Workload
+        var deadline: Double
+        var faultDelay: Double
+    }
+
+    // MARK: Sections
+
+    func policy(_ node: Node, _ key: String, labKeepalive: KeepaliveSetting?) throws -> NamedPolicy {
+        let map = try mapping(node, key, allowed: ["name", "client", "server", "namespace_keepalive"])
+        let name = try string(map["name"], "\(key).name", required: true, node: node)!
+        guard name.range(of: "^[A-Za-z0-9._+-]{1,40}$", options: .regularExpression) != nil else {
+            throw fail(map["name"], "\(key).name", "\"\(name)\" is not allowed: use 1…40 letters, digits, '.', '_', '+' or '-'")
+        }
+        return NamedPolicy(
+            name: name,
+            client: try socketPolicy(map["client"], "\(key).client"),
+            server: try socketPolicy(map["server"], "\(key).server"),
+            namespaceKeepalive: try keepalive(map["namespace_keepalive"], "\(key).namespace_keepalive") ?? labKeepalive)
+    }
+
+    func socketPolicy(_ node: Node?, _ key: String) throws -> Policy {
+        guard let node else { return .none }
+        if case .scalar(let s) = node, s.string == "none" { return .none }
+        let map = try mapping(node, key, allowed: ["keepalive", "sysctl_defaults", "user_timeout_ms", "heartbeat"])
+        let policy = Policy(
+            keepalive: try keepalive(map["keepalive"], "\(key).keepalive"),
+            useSysctlDefaults: try bool(map["sysctl_defaults"], "\(key).sysctl_defaults") ?? false,
+            userTimeoutMs: try int(map["user_timeout_ms"], "\(key).user_timeout_ms", range: 0...Int(Int32.max)).map { UInt32($0) },
+            heartbeat: try heartbeat(map["heartbeat"], "\(key).heartbeat"))
+        do { try policy.validate() } catch let error as PolicyError { throw fail(node, key, error.description) }
+        return policy
+    }
+
+    func faultCase(_ node: Node, _ key: String, defaults: FaultDefaults) throws -> FaultCase {
+        if case .scalar = node {
+            return FaultCase(fault: try fault(node, key), workload: defaults.workload, deadline: defaults.deadline,
+                             faultDelay: defaults.faultDelay, options: [:])
+        }
+        let map = try mapping(node, key, allowed: ["fault", "workload", "deadline", "fault_delay", "silence"])
+        guard let faultNode = map["fault"] else { throw fail(node, "\(key).fault", "missing: every fault entry needs `fault:`") }
+        var options: [String: Double] = [:]
+        if let silence = try double(map["silence"], "\(key).silence", range: 0...86_400) { options["silence"] = silence }
+        return FaultCase(
+            fault: try fault(faultNode, "\(key).fault"),
+            workload: try workload(map["workload"], "\(key).workload") ?? defaults.workload,
+            deadline: try double(map["deadline"], "\(key).deadline", range: TrialSpec.deadlineRange) ?? defaults.deadline,
+            faultDelay: try double(map["fault_delay"], "\(key).fault_delay", range: TrialSpec.faultDelayRange) ?? defaults.faultDelay,
+            options: options)
+    }
+
+    func expectation(_ node: Node, _ key: String, policies: [NamedPolicy], faults: [FaultCase]) throws -> LabExpectation {
+        let map = try mapping(node, key, allowed: [
+            "policy", "fault", "detect_within", "percentile", "false_positive_rate_max", "survives", "outcome",
+            "matches_formula",
+        ])
+        let policy = try string(map["policy"], "\(key).policy") ?? "*"
+        guard policy == "*" || policies.contains(where: { $0.name == policy }) else {
+            throw fail(map["policy"], "\(key).policy",
+                       "no policy named \"\(policy)\"; defined: \(policies.map(\.name).joined(separator: ", ")) or \"*\"")
+        }
+        let fault = try string(map["fault"], "\(key).fault") ?? "*"
+        guard fault == "*" || faults.contains(where: { $0.label == fault || $0.fault.description == fault }) else {
+            throw fail(map["fault"], "\(key).fault",
+                       "no fault \"\(fault)\" in this lab; defined: \(faults.map(\.label).joined(separator: ", ")) or \"*\"")
+        }
+        var rules: [LabExpectation.Rule] = []
+        if let seconds = try double(map["detect_within"], "\(key).detect_within", range: 0.001...86_400) {
+            let percentile = try double(map["percentile"], "\(key).percentile", range: 1...100) ?? 95
+            rules.append(.detectWithin(seconds: seconds, percentile: percentile))
+        } else if map["percentile"] != nil {
+            throw fail(map["percentile"], "\(key).percentile", "only meaningful with detect_within")
+        }
+        if let rate = try double(map["false_positive_rate_max"], "\(key).false_positive_rate_max", range: 0...1) {
+            rules.append(.falsePositiveRateAtMost(rate))
+        }
+        if let survives = try bool(map["survives"], "\(key).survives") {
+            guard survives else { throw fail(map["survives"], "\(key).survives", "only `true` is allowed (use outcome: for others)") }
+            rules.append(.survives)
+        }
+        if let text = try string(map["outcome"], "\(key).outcome") {
+            let allowed = ["detected", "missed", "false_positive", "survived", "broken"]
+            guard let outcome = TrialResult.Outcome(rawValue: text) else {
+                throw fail(map["outcome"], "\(key).outcome", "\"\(text)\" is not an outcome: allowed \(allowed.joined(separator: ", "))")
+            }
+            rules.append(.outcome(outcome))
+        }
+        if let matches = try bool(map["matches_formula"], "\(key).matches_formula") {
+            guard matches else { throw fail(map["matches_formula"], "\(key).matches_formula", "only `true` is allowed") }
+            rules.append(.matchesKernelFormula)
+        }
+        guard rules.count == 1 else {
+            throw fail(node, key, "needs exactly one of detect_within, false_positive_rate_max, survives, outcome, matches_formula (found \(rules.count))")
+        }
+        let mark = node.mark.map { "\(file):\($0.line):\($0.column)" } ?? file
+        return LabExpectation(policy: policy, fault: fault, rule: rules[0], location: mark)
+    }
+
+    // MARK: Typed values
+
+    func fault(_ node: Node, _ key: String) throws -> Fault {
+        let text = try string(node, key, required: true, node: node)!
+        do { return try Fault(parsing: text) } catch let error as PolicyError { throw fail(node, key, error.description) }
+    }
+
+    func workload(_ node: Node?, _ key: String) throws -> Workload? {
+        guard let text = try string(node, key) else { return nil }
+        do { return try Workload(parsing: text) } catch let error as PolicyError { throw fail(node, key, error.description) }
+    }
+
+    func keepalive(_ node: Node?, _ key: String) throws -> KeepaliveSetting? {
+        guard let node else { return nil }
+        do {
+            if case .mapping = node {
+                let map = try mapping(node, key, allowed: ["idle", "interval", "count"])
+                let setting = KeepaliveSetting(
+                    idle: try int(map["idle"], "\(key).idle", range: KeepaliveSetting.idleRange, required: true, node: node)!,
+                    interval: try int(map["interval"], "\(key).interval", range: KeepaliveSetting.intervalRange, required: true, node: node)!,
+                    count: try int(map["count"], "\(key).count", range: KeepaliveSetting.countRange, required: true, node: node)!)
+                try setting.validate()
+                return setting
+            }
+            return try KeepaliveSetting(parsing: try string(node, key, required: true, node: node)!)
+        } catch let error as PolicyError {
+            throw fail(node, key, error.description)
+        }
+    }
+
+    func heartbeat(_ node: Node?, _ key: String) throws -> HeartbeatSetting? {
+        guard let node else { return nil }
+        do {
+            if case .mapping = node {
+                let map = try mapping(node, key, allowed: ["interval", "timeout"])
+                let setting = HeartbeatSetting(
+                    interval: try double(map["interval"], "\(key).interval", range: 0.001...86_400, required: true, node: node)!,
+                    timeout: try double(map["timeout"], "\(key).timeout", range: 0.001...86_400, required: true, node: node)!)
+                try setting.validate()
+                return setting
+            }
+            return try HeartbeatSetting(parsing: try string(node, key, required: true, node: node)!)
+        } catch let error as PolicyError {
+            throw fail(node, key, error.description)
+        }
+    }
+
+    // MARK: Primitives (each failure names file:line:column, the key and what is allowed)
+
+    func fail(_ node: Node?, _ key: String, _ message: String) -> LabFileError {
+        LabFileError(file: file, line: node?.mark?.line ?? 0, column: node?.mark?.column ?? 0, key: key, message: message)
+    }
+
+    func mapping(_ node: Node, _ key: String, allowed: [String]) throws -> [String: Node] {
+        guard case .mapping(let map) = node else {
+            throw fail(node, key, "expected a mapping with keys \(allowed.joined(separator: ", "))")
+        }
+        var result: [String: Node] = [:]
+        for (k, v) in map {
+            guard case .scalar(let scalar) = k, allowed.contains(scalar.string) else {
+                let name = k.scalar?.string ?? "\(k)"
+                throw fail(k, key.isEmpty ? name : "\(key).\(name)",
+                           "unknown key; allowed here: \(allowed.joined(separator: ", "))")
+            }
+            result[scalar.string] = v
+        }
+        return result
+    }
+
+    func sequence(_ node: Node?, _ key: String, required: Bool = false, node parent: Node? = nil) throws -> [Node] {
+        guard let node else {
+            if required { throw fail(parent, key, "missing: a non-empty list is required") }
+            return []
+        }
+        guard case .sequence(let seq) = node else { throw fail(node, key, "expected a list") }
+        if required && seq.isEmpty { throw fail(node, key, "must not be empty") }
+        return Array(seq)
+    }
+
+    func string(_ node: Node?, _ key: String, required: Bool = false, node parent: Node? = nil) throws -> String? {
+        guard let node else {
+            if required { throw fail(parent, key, "missing: a value is required") }
+            return nil
+        }
+        guard case .scalar(let scalar) = node else { throw fail(node, key, "expected a single value, not a list or mapping") }
+        return scalar.string
+    }
+
+    func int(_ node: Node?, _ key: String, range: ClosedRange<Int>, required: Bool = false, node parent: Node? = nil) throws -> Int? {
+        guard let text = try string(node, key, required: required, node: parent) else { return nil }
+        guard let value = Int(text) else { throw fail(node, key, "\"\(text)\" is not a whole number (allowed \(range.lowerBound)…\(range.upperBound))") }
+        guard range.contains(value) else { throw fail(node, key, "\(value) is out of range: allowed \(range.lowerBound)…\(range.upperBound)") }
+        return value
+    }
+
+    func double(_ node: Node?, _ key: String, range: ClosedRange<Double>, required: Bool = false, node parent: Node? = nil) throws -> Double? {
+        guard let text = try string(node, key, required: required, node: parent) else { return nil }
+        guard let value = Double(text), value.isFinite else {
+            throw fail(node, key, "\"\(text)\" is not a number (allowed \(Fault.format(range.lowerBound))…\(Fault.format(range.upperBound)))")
+        }
+        guard range.contains(value) else {
+            throw fail(node, key, "\(text) is out of range: allowed \(Fault.format(range.lowerBound))…\(Fault.format(range.upperBound))")
+        }
+        return value
+    }
+
+    func bool(_ node: Node?, _ key: String) throws -> Bool? {
+        guard let text = try string(node, key) else { return nil }
+        switch text {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw fail(node, key, "\"\(text)\" is not a boolean: use true or false")
+        }
+    }
+
+    static func line(of error: YamlError) -> Int {
+        if case .scanner(_, _, let mark, _) = error { return mark.line }
+        if case .parser(_, _, let mark, _) = error { return mark.line }
+        return 0
+    }
+}

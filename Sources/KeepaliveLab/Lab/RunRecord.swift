@@ -1,0 +1,125 @@
+import Foundation
+
+/// One line of `results.jsonl`: which cell and trial, and what happened.
+public struct RunRecord: Codable, Sendable {
+    public var lab: String
+    public var run: String
+    public var index: Int
+    public var cell: Int
+    public var policy: String
+    public var policySummary: String
+    public var fault: String
+    public var faultLabel: String
+    public var workload: String
+    public var trial: Int
+    /// nil when the trial could not run; `error` says why.
+    public var result: TrialResult?
+    public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case lab, run, index, cell, policy, fault, workload, trial, result, error
+        case policySummary = "policy_summary"
+        case faultLabel = "fault_label"
+    }
+
+    public var cellKey: String { "\(policy) × \(faultLabel)" }
+}
+
+/// What a run directory holds: `plan.json` (what was asked), `results.jsonl` (what happened, one
+/// line per finished trial, appended as each finishes), `pcaps/`, and the rendered report.
+public struct RunDirectory: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    public var planPath: String { "\(path)/plan.json" }
+    public var resultsPath: String { "\(path)/results.jsonl" }
+    public var pcapDirectory: String { "\(path)/pcaps" }
+
+    public struct Plan: Codable, Sendable {
+        public var lab: Lab
+        public var run: String
+        public var command: String
+        public var started: String
+        public var kernel: String
+        public var backend: String
+        public var shard: String?
+        public var trials: Int
+        public var parallel: Int
+
+        public init(lab: Lab, run: String, command: String, started: String, kernel: String, backend: String,
+                    shard: String?, trials: Int, parallel: Int) {
+            self.lab = lab
+            self.run = run
+            self.command = command
+            self.started = started
+            self.kernel = kernel
+            self.backend = backend
+            self.shard = shard
+            self.trials = trials
+            self.parallel = parallel
+        }
+    }
+
+    public func create() throws {
+        try FileManager.default.createDirectory(atPath: pcapDirectory, withIntermediateDirectories: true)
+    }
+
+    public func write(plan: Plan) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(plan).write(to: URL(fileURLWithPath: planPath))
+    }
+
+    public func readPlan() throws -> Plan {
+        do {
+            return try JSONDecoder().decode(Plan.self, from: Data(contentsOf: URL(fileURLWithPath: planPath)))
+        } catch {
+            throw TrialError(message: "\(planPath): cannot read the run's plan: \(error)")
+        }
+    }
+
+    /// Every finished trial. A line cut by an interrupted write is skipped and reported.
+    public func readRecords() throws -> (records: [RunRecord], damaged: [Int]) {
+        guard let data = FileManager.default.contents(atPath: resultsPath) else { return ([], []) }
+        var records: [RunRecord] = []
+        var damaged: [Int] = []
+        let decoder = JSONDecoder()
+        for (number, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() where !line.isEmpty {
+            if let record = try? decoder.decode(RunRecord.self, from: Data(line)) {
+                records.append(record)
+            } else {
+                damaged.append(number + 1)
+            }
+        }
+        return (records, damaged)
+    }
+}
+
+/// Appends JSON lines with O_APPEND, one write(2) per line, so concurrent trials never interleave
+/// and a crash loses at most the line being written.
+public final class JSONLinesWriter: @unchecked Sendable {
+    private let fd: Int32
+    private let lock = NSLock()
+    private let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+
+    public init(path: String) throws {
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw TrialError(message: "open \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { close(fd) }
+
+    public func append<T: Encodable>(_ value: T) throws {
+        var line = try encoder.encode(value)
+        line.append(UInt8(ascii: "\n"))
+        try lock.withLock {
+            let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard written == line.count else { throw TrialError(message: "append to results.jsonl: \(String(cString: strerror(errno)))") }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import KeepaliveLab
+import KeepaliveNet
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a lab file: policies × faults × trials, in parallel, each trial on its own topology.",
+        discussion: """
+            Each trial's result is appended to DIR/results.jsonl as soon as it finishes; then DIR/report.md,
+            summary.json, junit.xml and the charts are written. Exit status 1 when an expectation fails,
+            2 for a bad lab file.
+            """)
+
+    @Argument(help: "The lab file.")
+    var lab: String = "Labs/seed.yaml"
+
+    @Option(help: "Trials running at once (1…512).")
+    var parallel: Int = 16
+
+    @Option(help: "Trials per cell (overrides the lab file; 1…1000).")
+    var trials: Int?
+
+    @Option(help: "Run directory (default runs/<lab>-<time>-<run id>).")
+    var out: String?
+
+    @Option(help: "Run only slice I of N of the matrix (e.g. 2/4), deterministic, for splitting across machines.")
+    var shard: String?
+
+    func validate() throws {
+        guard (1...512).contains(parallel) else { throw ValidationError("--parallel \(parallel) is out of range: 1…512") }
+        if let trials, !(1...1000).contains(trials) { throw ValidationError("--trials \(trials) is out of range: 1…1000") }
+        _ = try parsedShard()
+    }
+
+    func parsedShard() throws -> (Int, Int)? {
+        guard let shard else { return nil }
+        let parts = shard.split(separator: "/")
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, n <= 10_000, (1...n).contains(i) else {
+            throw ValidationError("--shard \(shard) is invalid: expected I/N with 1 ≤ I ≤ N ≤ 10000, e.g. 2/4")
+        }
+        return (i, n)
+    }
+
+    func run() throws {
+        let lab: Lab
+        do {
+            lab = try LabParser.load(path: self.lab)
+        } catch let error as LabFileError {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let shard = try parsedShard()
+        let plan = TrialPlan(lab: lab, trialsOverride: trials, shard: shard)
+        let runID = LabID.newRunID()
+        let started = Date()
+        let directory = RunDirectory(path: out ?? "runs/\(lab.name)-\(Self.timestamp(started))-\(runID)")
+        try directory.create()
+        try RunOwnership.register(run: runID)
+        defer { RunOwnership.unregister(run: runID) }
+        InterruptCleanup.install(run: runID)
+        ResourceLimits.raiseOpenFiles()
+
+        try directory.write(plan: RunDirectory.Plan(
+            lab: lab, run: runID, command: CommandLine.arguments.dropFirst().reduce("keepalive-lab") { $0 + " " + Self.quote($1) },
+            started: ISO8601DateFormatter().string(from: started), kernel: Doctor.kernelRelease(), backend: "host",
+            shard: shard.map { "\($0.0)/\($0.1)" }, trials: trials ?? lab.trials, parallel: parallel))
+        FileHandle.standardError.write(Data("lab \(lab.name): \(plan.items.count) trials (\(lab.cells.count) cells), up to \(parallel) at once → \(directory.path)\n".utf8))
+        let runner = LabRunner(lab: lab, plan: plan, directory: directory, runID: runID, parallel: parallel,
+                               peerExecutable: PeerProcess.selfExecutable, progress: RunProgress(total: plan.items.count))
+        let records = try runner.run()
+        let outcome = try RunReporting.render(directory: directory)
+        print(outcome.summaryText)
+        let errors = records.filter { $0.result == nil }.count
+        if errors > 0 { FileHandle.standardError.write(Data("\(errors) trial(s) could not run: see results.jsonl\n".utf8)) }
+        if outcome.failedExpectations > 0 || errors > 0 { throw ExitCode(1) }
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: date)
+    }
+
+    static func quote(_ argument: String) -> String {
+        argument.allSatisfy { $0.isLetter || $0.isNumber || "-_./:=,".contains($0) } ? argument : "'\(argument)'"
+    }
+}
+
+enum ResourceLimits {
+    /// Each concurrent trial holds a dozen descriptors (namespaces, netlink, capture, peer pipes).
+    static func raiseOpenFiles() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+}
