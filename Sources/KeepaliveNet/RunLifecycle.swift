@@ -89,7 +89,19 @@ public enum Cleanup {
         public var namespacesRemoved: [String] = []
         public var processesKilled: [Int32] = []
         public var ownerFilesRemoved: [String] = []
+        public var tempFilesRemoved: [String] = []
         public var skippedLiveRuns: [String] = []
+    }
+
+    /// Temporary files of a run (captures kept only for the analysis) are named `kal-<run>-…`.
+    static func removeTempFiles(of run: String, into report: inout Report) {
+        let directory = FileManager.default.temporaryDirectory.path
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.hasPrefix("\(LabID.prefix)\(run)-") {
+            if (try? FileManager.default.removeItem(atPath: "\(directory)/\(name)")) != nil {
+                report.tempFilesRemoved.append(name)
+            }
+        }
     }
 
     /// Deletes lab namespaces (and kills the processes in them) of runs whose owner is gone; with
@@ -102,6 +114,7 @@ public enum Cleanup {
         }
         for run in RunOwnership.registeredRuns() where byRun[run] == nil && !RunOwnership.ownerAlive(run: run) {
             RunOwnership.unregister(run: run)
+            removeTempFiles(of: run, into: &report)
             report.ownerFilesRemoved.append(run)
         }
         for (run, names) in byRun.sorted(by: { $0.key < $1.key }) {
@@ -122,6 +135,7 @@ public enum Cleanup {
                 report.namespacesRemoved.append(name)
             }
             RunOwnership.unregister(run: run)
+            removeTempFiles(of: run, into: &report)
             report.ownerFilesRemoved.append(run)
         }
         return report

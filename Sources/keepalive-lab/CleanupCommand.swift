@@ -27,7 +27,8 @@ struct CleanupCommand: ParsableCommand {
         if !report.processesKilled.isEmpty {
             print("killed \(report.processesKilled.count) process(es): \(report.processesKilled.map(String.init).joined(separator: " "))")
         }
+        for name in report.tempFilesRemoved { print("removed temporary file \(name)") }
         for run in report.skippedLiveRuns { print("kept run \(run): its owner is still running (use --all)") }
-        if report.namespacesRemoved.isEmpty && report.ownerFilesRemoved.isEmpty { print("nothing to clean up") }
+        if report.namespacesRemoved.isEmpty && report.ownerFilesRemoved.isEmpty && report.tempFilesRemoved.isEmpty { print("nothing to clean up") }
     }
 }

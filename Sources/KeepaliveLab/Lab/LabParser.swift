@@ -236,8 +236,10 @@ public struct LabParser {
         for (k, v) in map {
             guard case .scalar(let scalar) = k, allowed.contains(scalar.string) else {
                 let name = k.scalar?.string ?? "\(k)"
+                // `{keepalive: 2,1,3}` splits at the commas in YAML's flow style.
+                let hint = Double(name) != nil ? " (inside { } a comma separates keys: quote values like \"2,1,3\")" : ""
                 throw fail(k, key.isEmpty ? name : "\(key).\(name)",
-                           "unknown key; allowed here: \(allowed.joined(separator: ", "))")
+                           "unknown key; allowed here: \(allowed.joined(separator: ", "))\(hint)")
             }
             result[scalar.string] = v
         }
