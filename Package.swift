@@ -62,7 +62,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "KeepaliveNetTests", dependencies: ["KeepaliveNet"]),
-        .testTarget(name: "KeepaliveLabTests", dependencies: ["KeepaliveLab", "KeepaliveNet"]),
+        .testTarget(name: "KeepaliveLabTests", dependencies: ["KeepaliveLab", "KeepaliveNet"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -16,6 +16,11 @@ public struct DoctorReport: Codable, Sendable {
     public let checks: [Check]
     /// The lab can run on this machine with the host backend (namespaces + veth).
     public let canRun: Bool
+    /// Each backend (host, userns, uml): whether it works here and what its kernel offers
+    /// (filled by `doctor`; nil when only this environment was examined).
+    public var backends: [BackendStatus]? = nil
+    /// What `--backend auto` picks here.
+    public var autoBackend: String? = nil
 }
 
 public enum Doctor {
@@ -23,7 +28,9 @@ public enum Doctor {
 
     /// `userNamespaceProbe` runs the unprivileged user-namespace attempt in a separate process
     /// (it must drop to an unprivileged uid first); it returns nil on success or the failure text.
-    public static func examine(userNamespaceProbe: () -> String?) -> DoctorReport {
+    /// `environments` false: only what this process itself can do (the userns and UML checks are
+    /// skipped — the doctor run inside those backends).
+    public static func examine(environments: Bool = true, userNamespaceProbe: () -> String?) -> DoctorReport {
         var checks: [DoctorReport.Check] = []
         let caps = [
             "NET_ADMIN": Privileges.has(capability: Privileges.capNetAdmin),
@@ -57,7 +64,9 @@ public enum Doctor {
             }
         }
         probeNL = nil
-        if let failure = userNamespaceProbe() {
+        if !environments {
+            // Inside a backend: its own features only.
+        } else if let failure = userNamespaceProbe() {
             checks.append(.init(name: "userns", available: false, why: failure,
                                 fix: "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
                                     + "user.max_user_namespaces > 0; docker: --security-opt seccomp=unconfined)"))
@@ -65,7 +74,7 @@ public enum Doctor {
             checks.append(.init(name: "userns", available: true,
                                 why: "an unprivileged uid created a user + network namespace", fix: ""))
         }
-        checks.append(umlCheck())
+        if environments { checks.append(umlCheck()) }
         let available = Dictionary(uniqueKeysWithValues: checks.map { ($0.name, $0.available) })
         return DoctorReport(kernel: kernelRelease(), capabilities: caps, checks: checks,
                             canRun: available["netns"] == true && available["veth"] == true)
@@ -137,7 +146,7 @@ public enum Doctor {
                          fix: "apt-get install --reinstall user-mode-linux")
         }
         return .init(name: "user-mode-linux", available: true,
-                     why: "\(binary) with modules \(version) (sch_netem.ko present); the uml backend itself is not built yet",
+                     why: "\(binary) with modules \(version) (sch_netem.ko present); see the uml backend below for a real boot",
                      fix: "")
     }
 

@@ -1,18 +1,37 @@
 import ArgumentParser
 import Foundation
+import KeepaliveLab
 import KeepaliveNet
 
 struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
         abstract: "Tell what this machine can run: capabilities, namespaces, veth, netem, nftables, conntrack, user namespaces, UML.",
-        discussion: "Every check is a real attempt in a throwaway namespace. Exit status 0 when the lab can run here.")
+        discussion: "Every check is a real attempt in a throwaway namespace; each backend (host, userns, uml) is tried for real too "
+            + "(the UML one boots a guest, about 2 s). Exit status 0 when some backend can run the lab here.")
 
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    @Option(help: ArgumentHelp("Examine only this environment: host (this process, as it is), or userns / uml / auto "
+                               + "(the doctor runs inside that backend). Default: this process plus every backend.",
+                               valueName: "host|userns|uml|auto"))
+    var backend: Backend?
+
     func run() throws {
-        let report = Doctor.examine(userNamespaceProbe: UserNamespaceProbe.runAsNobody)
+        if let backend, backend != .host {
+            let choice = try BackendSelection.resolve(backend)
+            let run = try BackendLauncher.run(choice.backend, arguments: BackendLauncher.innerArguments(launcherOptions: ["--backend"]),
+                                              timeout: 60, uml: UMLOptions(bootTimeout: 30))
+            if run.status != 0 { throw ExitCode(run.status) }
+            return
+        }
+        var report = Doctor.examine(environments: backend == nil, userNamespaceProbe: UserNamespaceProbe.runAsNobody)
+        if backend == nil {
+            let statuses = BackendDoctor.examine(host: report)
+            report.backends = statuses
+            report.autoBackend = BackendDoctor.autoChoice(statuses)
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -25,9 +44,37 @@ struct DoctorCommand: ParsableCommand {
                 print("\(check.available ? "ok  " : "MISSING") \(check.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(check.why)")
                 if !check.available { print("        \("".padding(toLength: 16, withPad: " ", startingAt: 0)) fix: \(check.fix)") }
             }
-            print(report.canRun ? "the lab can run here (host backend)" : "the lab cannot run here: see MISSING above")
+            if let backends = report.backends {
+                print("backends (--backend auto picks \(report.autoBackend ?? "none"))")
+                for status in backends { print(Self.describe(status)) }
+                print(report.autoBackend.map { "the lab can run here (\($0) backend)" } ?? "the lab cannot run here: no backend works")
+            } else {
+                print(report.canRun ? "the lab can run here (\(ExecutionEnvironment.backendLabel) backend)" : "the lab cannot run here: see MISSING above")
+            }
         }
-        if !report.canRun { throw ExitCode(1) }
+        // Exit status 0 when some backend can run the lab here.
+        let runnable = report.backends.map { $0.contains(where: \.available) } ?? report.canRun
+        if !runnable { throw ExitCode(1) }
+    }
+}
+
+extension DoctorCommand {
+    static func describe(_ status: DoctorReport.BackendStatus) -> String {
+        let pad = "".padding(toLength: 16, withPad: " ", startingAt: 0)
+        var kernel = status.kernel ?? "?"
+        if let hz = status.hz { kernel += " (HZ=\(hz))" }
+        let features = BackendDoctor.features.compactMap { name in
+            status.features[name].map { $0 ? name : "\(name) MISSING" }
+        }.joined(separator: " · ")
+        var lines = ["\(status.available ? "ok  " : "MISSING") \(status.name.padding(toLength: 16, withPad: " ", startingAt: 0)) "
+                     + "kernel \(kernel)\(features.isEmpty ? "" : " · " + features)"
+                     + (status.seconds.map { String(format: " · examined in %.1f s", $0) } ?? "")]
+        lines.append("        \(pad) \(status.why)")
+        for (feature, why) in status.missing.sorted(by: { $0.key < $1.key }) {
+            lines.append("        \(pad) \(feature): \(why)")
+        }
+        if !status.available && !status.fix.isEmpty { lines.append("        \(pad) fix: \(status.fix)") }
+        return lines.joined(separator: "\n")
     }
 }
 

@@ -25,6 +25,11 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Run directory (default runs/<lab>-<time>-<run id>).")
     var out: String?
 
+    @OptionGroup var environment: BackendOptions
+
+    @Option(help: "Captures to keep: all | representative (the trial each cell's report draws) | none.")
+    var pcaps: PcapRetention = .all
+
     @Option(help: "Run only slice I of N of the matrix (e.g. 2/4), deterministic, for splitting across machines.")
     var shard: String?
 
@@ -51,6 +56,13 @@ struct RunCommand: ParsableCommand {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(2)
         }
+        // userns / uml: the same command line runs there with --backend host; results land in the
+        // same run directory (the working directory is carried over).
+        let needsNetem = lab.faults.contains { $0.impairment == .netem || $0.shape != nil }
+        if let status = try environment.runElsewhere(timeout: nil, needsNetem: needsNetem) {
+            if status != 0 { throw ExitCode(status) }
+            return
+        }
         let shard = try parsedShard()
         let plan = TrialPlan(lab: lab, trialsOverride: trials, shard: shard)
         let runID = LabID.newRunID()
@@ -64,13 +76,19 @@ struct RunCommand: ParsableCommand {
 
         try directory.write(plan: RunDirectory.Plan(
             lab: lab, run: runID, command: CommandLine.arguments.dropFirst().reduce("keepalive-lab") { $0 + " " + Self.quote($1) },
-            started: ISO8601DateFormatter().string(from: started), kernel: Doctor.kernelRelease(), backend: "host",
+            started: ISO8601DateFormatter().string(from: started), kernel: Doctor.kernelRelease(),
+            backend: ExecutionEnvironment.backendLabel,
             shard: shard.map { "\($0.0)/\($0.1)" }, trials: trials ?? lab.trials, parallel: parallel))
         FileHandle.standardError.write(Data("lab \(lab.name): \(plan.items.count) trials (\(lab.cells.count) cells), up to \(parallel) at once → \(directory.path)\n".utf8))
         let runner = LabRunner(lab: lab, plan: plan, directory: directory, runID: runID, parallel: parallel,
                                peerExecutable: PeerProcess.selfExecutable, progress: RunProgress(total: plan.items.count))
         let records = try runner.run()
         let outcome = try RunReporting.render(directory: directory)
+        switch pcaps {
+        case .all: break
+        case .representative: try RunReporting.keepRepresentativePcaps(directory: directory)
+        case .none: try? FileManager.default.removeItem(atPath: directory.pcapDirectory)
+        }
         print(outcome.summaryText)
         let errors = records.filter { $0.result == nil }.count
         if errors > 0 { FileHandle.standardError.write(Data("\(errors) trial(s) could not run: see results.jsonl\n".utf8)) }
@@ -87,6 +105,10 @@ struct RunCommand: ParsableCommand {
     static func quote(_ argument: String) -> String {
         argument.allSatisfy { $0.isLetter || $0.isNumber || "-_./:=,".contains($0) } ? argument : "'\(argument)'"
     }
+}
+
+enum PcapRetention: String, ExpressibleByArgument, CaseIterable {
+    case all, representative, none
 }
 
 enum ResourceLimits {

@@ -64,7 +64,7 @@ import Testing
             #expect(ours.dropFirst(i + 1).first { $0.direction == .bToA }?.kind == .keepaliveReply)
         }
         // Timestamps converted to CLOCK_MONOTONIC land inside the window measured here.
-        #expect(ours.allSatisfy { $0.t >= t0 && $0.t <= t1 })
+        #expect(ours.allSatisfy { $0.t >= t0 && $0.t <= t1 }, "window \(t0)…\(t1), segments \(ours.map(\.t))")
         if let synAck = ours.first(where: { $0.kind == .synAck }),
            let probe = ours.first(where: { $0.kind == .keepaliveProbe }) {
             let idle = probe.t - synAck.t

@@ -66,4 +66,47 @@ int kal_tcp_info(int fd, struct kal_tcp_info *out);
 int64_t kal_monotonic_ns(void);
 int64_t kal_realtime_ns(void);
 
+/* ---- Backends: spawning, user-mode-linux guests ---- */
+
+/* Flags for kal_spawn. */
+#define KAL_SPAWN_NEW_PROCESS_GROUP 1   /* setpgid(0, 0): the child and its descendants can be killed as a group */
+#define KAL_SPAWN_PARENT_DEATH_KILL 2   /* PR_SET_PDEATHSIG SIGKILL: the child dies with the spawning thread */
+#define KAL_SPAWN_NO_CORE_DUMP 4        /* RLIMIT_CORE 0: a panicking UML kernel aborts without a core file */
+#define KAL_SPAWN_HIDE_PTRACE_XSTATE 8  /* seccomp: ptrace(PTRACE_{GET,SET}REGSET, NT_X86_XSTATE) fails with ENODEV */
+/* A guardian process sits between the caller and the program, which gets its own process group.
+ * When the program exits, or the guardian gets SIGTERM, or the caller's spawning thread dies
+ * (even by SIGKILL: the guardian's parent-death signal is SIGTERM), the guardian SIGKILLs the
+ * program's whole group, reaps every member (it is their child subreaper), removes
+ * `cleanup_paths` if it was not a normal exit, and exits with the program's status (128 + signal
+ * when killed; 128 + SIGTERM when stopped). The returned pid is the guardian's. For programs that
+ * leave helper processes behind when killed, such as linux.uml. */
+#define KAL_SPAWN_GUARDIAN 16
+
+/* fork + execve with descriptors fds[0..nfds-1] as the child's 0..nfds-1 (everything else closed),
+ * default signal dispositions and an empty signal mask. `cwd` may be NULL; `cleanup_paths` is a
+ * NULL-terminated list (or NULL), used with KAL_SPAWN_GUARDIAN only.
+ * Returns the pid, or -errno when the child could not be set up or exec failed (reported through a
+ * close-on-exec pipe, so a bad path fails here rather than as an exit status).
+ * Only async-signal-safe calls run between fork and exec (and in the guardian). */
+pid_t kal_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
+                const char *cwd, int flags, char *const cleanup_paths[]);
+
+/* pipe2(fds, O_CLOEXEC), which Swift's Glibc module lacks. Returns 0 or -1 with errno. */
+int kal_pipe_cloexec(int fds[2]);
+
+/* 1 when `path` is on a tmpfs (statfs f_type TMPFS_MAGIC), 0 when not, -1 with errno on failure. */
+int kal_is_tmpfs(const char *path);
+
+/* prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to this process, so they can be reaped. */
+int kal_set_child_subreaper(void);
+
+/* The size in bytes of the XSAVE area for the features the host enabled in XCR0 (CPUID 0xD.0 EBX), 0 without XSAVE. */
+uint32_t kal_host_xsave_size(void);
+
+/* finit_module(2). Returns 0 or -1 with errno. */
+int kal_finit_module(int fd, const char *params, int flags);
+
+/* sync(2), then reboot(RB_POWER_OFF): only returns on failure (-1 with errno). */
+int kal_power_off(void);
+
 #endif

@@ -12,8 +12,8 @@ public enum TopologyBenchmark {
         public var ipTeardownMs: [Double] = []
         public var ipCommandsPerTopology = 0
 
-        public var libnlTotalMedianMs: Double { Stats.median(zip(libnlBuildMs, libnlTeardownMs).map { $0 + $1 }) }
-        public var ipTotalMedianMs: Double { Stats.median(zip(ipBuildMs, ipTeardownMs).map { $0 + $1 }) }
+        public var libnlTotalMs: [Double] { zip(libnlBuildMs, libnlTeardownMs).map { $0 + $1 } }
+        public var ipTotalMs: [Double] { zip(ipBuildMs, ipTeardownMs).map { $0 + $1 } }
     }
 
     public static func measure(rounds: Int, run: String) throws -> Figures {
@@ -90,19 +90,5 @@ public enum TopologyBenchmark {
             let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             throw TrialError(message: "ip \(arguments.joined(separator: " ")) failed: \(text)")
         }
-    }
-}
-
-/// Order statistics used by benchmarks and reports.
-public enum Stats {
-    public static func median(_ values: [Double]) -> Double { quantile(values, 0.5) }
-
-    /// Linear interpolation between closest ranks (the common "type 7" definition).
-    public static func quantile(_ values: [Double], _ q: Double) -> Double {
-        guard !values.isEmpty else { return .nan }
-        let sorted = values.sorted()
-        let position = q * Double(sorted.count - 1)
-        let lower = Int(position.rounded(.down)), upper = Int(position.rounded(.up))
-        return sorted[lower] + (sorted[upper] - sorted[lower]) * (position - Double(lower))
     }
 }

@@ -33,8 +33,8 @@ public enum ExpectationEvaluator {
             guard detected.count == n, latencies.count == n else {
                 return (false, "\(detected.count) of \(n) trials detected the fault")
             }
-            let value = Stats.quantile(latencies, percentile / 100)
-            return (value <= seconds, String(format: "p%@ detection latency %.3f s (limit %@ s) over %d trials",
+            let value = ReportStats.percentile(latencies, percentile)!
+            return (value <= seconds, String(format: "p%@ detection latency %.3f s (limit %@ s, nearest rank) over %d trials",
                                              Fault.format(percentile), value, Fault.format(seconds), n))
         case let .falsePositiveRateAtMost(limit):
             let fp = results.filter { $0.outcome == .falsePositive }.count

@@ -45,8 +45,12 @@ public struct FaultCase: Codable, Sendable, Equatable {
     public var workload: Workload
     public var deadline: Double
     public var faultDelay: Double
-    /// Extra trial settings by name (e.g. nat-idle silence), passed to the trial as given.
-    public var options: [String: Double]
+    /// nat-idle: seconds of silence before the client sends (nil: twice the timeout).
+    public var silence: Double?
+    /// Engine for loss/partition/shaping in R (nil: auto).
+    public var impairment: ImpairmentEngineChoice?
+    /// netem-only shaping of both directions for the whole trial.
+    public var shape: NetemShape?
 
     public var label: String { workload == .idle ? fault.description : "\(fault) (\(workload))" }
 }

@@ -36,7 +36,7 @@ public struct LabParser {
         }
         let top = try mapping(root, "", allowed: [
             "name", "description", "trials", "seed", "deadline", "workload", "fault_delay", "namespace_keepalive",
-            "policies", "faults", "expectations",
+            "impairment", "policies", "faults", "expectations",
         ])
         let name = try string(top["name"], "name", required: true, node: root)!
         guard name.range(of: "^[A-Za-z0-9._-]{1,60}$", options: .regularExpression) != nil else {
@@ -47,7 +47,8 @@ public struct LabParser {
         let defaults = FaultDefaults(
             workload: try workload(top["workload"], "workload") ?? .idle,
             deadline: try double(top["deadline"], "deadline", range: TrialSpec.deadlineRange) ?? 30,
-            faultDelay: try double(top["fault_delay"], "fault_delay", range: TrialSpec.faultDelayRange) ?? 0.2)
+            faultDelay: try double(top["fault_delay"], "fault_delay", range: TrialSpec.faultDelayRange) ?? 0.2,
+            impairment: try impairment(top["impairment"], "impairment"))
         let labKeepalive = try keepalive(top["namespace_keepalive"], "namespace_keepalive")
 
         let policies = try sequence(top["policies"], "policies", required: true, node: root).enumerated().map {
@@ -81,6 +82,7 @@ public struct LabParser {
         var workload: Workload
         var deadline: Double
         var faultDelay: Double
+        var impairment: ImpairmentEngineChoice?
     }
 
     // MARK: Sections
@@ -114,18 +116,32 @@ public struct LabParser {
     func faultCase(_ node: Node, _ key: String, defaults: FaultDefaults) throws -> FaultCase {
         if case .scalar = node {
             return FaultCase(fault: try fault(node, key), workload: defaults.workload, deadline: defaults.deadline,
-                             faultDelay: defaults.faultDelay, options: [:])
+                             faultDelay: defaults.faultDelay, silence: nil, impairment: defaults.impairment, shape: nil)
         }
-        let map = try mapping(node, key, allowed: ["fault", "workload", "deadline", "fault_delay", "silence"])
+        let map = try mapping(node, key, allowed: [
+            "fault", "workload", "deadline", "fault_delay", "silence", "impairment",
+            "delay_ms", "jitter_ms", "duplicate", "reorder", "loss_correlation",
+        ])
         guard let faultNode = map["fault"] else { throw fail(node, "\(key).fault", "missing: every fault entry needs `fault:`") }
-        var options: [String: Double] = [:]
-        if let silence = try double(map["silence"], "\(key).silence", range: 0...86_400) { options["silence"] = silence }
+        let shape = NetemShape(
+            delayMs: try double(map["delay_ms"], "\(key).delay_ms", range: 0...60_000) ?? 0,
+            jitterMs: try double(map["jitter_ms"], "\(key).jitter_ms", range: 0...60_000) ?? 0,
+            duplicatePercent: try double(map["duplicate"], "\(key).duplicate", range: 0...100) ?? 0,
+            reorderPercent: try double(map["reorder"], "\(key).reorder", range: 0...100) ?? 0,
+            lossCorrelationPercent: try double(map["loss_correlation"], "\(key).loss_correlation", range: 0...100) ?? 0)
         return FaultCase(
             fault: try fault(faultNode, "\(key).fault"),
             workload: try workload(map["workload"], "\(key).workload") ?? defaults.workload,
             deadline: try double(map["deadline"], "\(key).deadline", range: TrialSpec.deadlineRange) ?? defaults.deadline,
             faultDelay: try double(map["fault_delay"], "\(key).fault_delay", range: TrialSpec.faultDelayRange) ?? defaults.faultDelay,
-            options: options)
+            silence: try double(map["silence"], "\(key).silence", range: 0.001...86_400),
+            impairment: try impairment(map["impairment"], "\(key).impairment") ?? defaults.impairment,
+            shape: shape.isActive ? shape : nil)
+    }
+
+    func impairment(_ node: Node?, _ key: String) throws -> ImpairmentEngineChoice? {
+        guard let text = try string(node, key) else { return nil }
+        do { return try ImpairmentEngineChoice(parsing: text) } catch let error as PolicyError { throw fail(node, key, error.description) }
     }
 
     func expectation(_ node: Node, _ key: String, policies: [NamedPolicy], faults: [FaultCase]) throws -> LabExpectation {

@@ -61,8 +61,15 @@ public struct RunDirectory: Sendable {
         }
     }
 
+    /// mkdir -p of the run directory and its pcaps/, with the errno of the step that failed.
     public func create() throws {
-        try FileManager.default.createDirectory(atPath: pcapDirectory, withIntermediateDirectories: true)
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in pcapDirectory.split(separator: "/") {
+            prefix += "/\(component)"
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw TrialError(message: "cannot create the run directory \(path): mkdir \(prefix): \(String(cString: strerror(errno)))")
+            }
+        }
     }
 
     public func write(plan: Plan) throws {

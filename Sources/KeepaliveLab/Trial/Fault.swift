@@ -12,10 +12,20 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
     case kill
     /// The server process is stopped (SIGSTOP); B's kernel still answers keepalive probes.
     case freeze
+    /// R drops `percent` % of the packets going `direction`, from the fault to the end of the
+    /// trial; B stays healthy.
+    case loss(percent: Double, direction: ImpairmentDirection)
+    /// R drops everything going `direction` for `seconds`, then heals; B stays healthy.
+    case partition(seconds: Double, direction: ImpairmentDirection)
+    /// R is a NAT / stateful firewall for A whose conntrack forgets a connection idle for `timeout`
+    /// seconds; the connection goes silent, then the client sends. B stays healthy.
+    case natIdle(timeout: Int, mode: NATIdleMode)
 
-    /// Parses `crash`, `crash-icmp`, `reboot:SECONDS`, `kill`, `freeze`, `none`.
+    /// Parses `crash`, `crash-icmp`, `reboot:SECONDS`, `kill`, `freeze`, `none`, and the network
+    /// faults `loss:PCT[,DIR]`, `partition:SECONDS[,DIR]`, `nat-idle:SECONDS[,drop|reset]`.
     public init(parsing text: String) throws {
-        let valid = "crash, crash-icmp, reboot:SECONDS (0 < SECONDS ≤ 3600), kill, freeze or none"
+        let valid = "crash, crash-icmp, reboot:SECONDS (0 < SECONDS ≤ 3600), kill, freeze, none, "
+            + Self.networkFaultSyntax
         switch text {
         case "none": self = .none
         case "crash": self = .crash
@@ -23,6 +33,10 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
         case "kill": self = .kill
         case "freeze": self = .freeze
         default:
+            if let network = try Self.parseNetworkFault(text) {
+                self = network
+                return
+            }
             guard text.hasPrefix("reboot:") else {
                 throw PolicyError.malformed(field: "fault", input: text, expected: valid)
             }
@@ -45,13 +59,14 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
         case .reboot(let downtime): return "reboot:\(Self.format(downtime))"
         case .kill: return "kill"
         case .freeze: return "freeze"
+        case .loss, .partition, .natIdle: return networkDescription
         }
     }
 
     /// True when B's host or path is broken (so closing the connection is the right answer).
     public var peerIsDead: Bool {
         switch self {
-        case .none: return false
+        case .none, .loss, .partition, .natIdle: return false
         case .crash, .crashICMP, .reboot, .kill, .freeze: return true
         }
     }

@@ -17,6 +17,9 @@ public struct Trial {
     public let peerExecutable: String
     /// Where to keep the capture; nil: a temporary file, removed after the analysis.
     public let pcapPath: String?
+    /// Where the trial runs, for the result's `backend`: the launcher that started this process
+    /// declares it (host, userns, uml); see ExecutionEnvironment.
+    public var backend: String = ExecutionEnvironment.backendLabel
 
     public init(spec: TrialSpec, id: LabID, peerExecutable: String, pcapPath: String?) {
         self.spec = spec
@@ -30,6 +33,16 @@ public struct Trial {
     /// After detection, keep capturing this long so A's abort RST is on the wire record.
     static let tail = 0.3
 
+    /// Runs the trial on a dedicated thread that lives exactly as long as the trial (the peers'
+    /// parent-death signal is tied to it), without blocking a Swift concurrency thread.
+    public func runOnOwnThread() async throws -> TrialResult {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try self.run() }) }
+            thread.name = "trial-\(id.trial)"
+            thread.start()
+        }
+    }
+
     public func run() throws -> TrialResult {
         try spec.validate()
         let topology = try Topology.build(id: id)
@@ -37,6 +50,9 @@ public struct Trial {
         for ns in [topology.a, topology.b] {
             try ns.perform { try Self.applyNamespaceKeepalive(spec.namespaceKeepalive) }
         }
+        // R's impairment engine and NAT role exist before any traffic (conntrack must see the SYN).
+        let network = NetworkFaultDriver(spec: spec, topology: topology)
+        try network.prepare()
         let capturePath = pcapPath ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("kal-\(id.run)-\(id.trial).pcap").path
         let capture = try topology.r.perform { try PacketCapture(interface: Topology.rToA, pcapPath: capturePath) }
@@ -68,6 +84,7 @@ public struct Trial {
         let tFault = PeerEvent.now()
         var notes: [String] = []
         try inject(spec.fault, topology: topology, server: server)
+        try network.inject(at: tFault)
 
         var tBack: Double?
         var detection: PeerEvent?
@@ -79,6 +96,7 @@ public struct Trial {
                 tBack = PeerEvent.now()
                 notes.append("B rebooted \(Self.format(tBack! - tFault)) s after the crash: new namespace \(topology.b.name), same IP and MAC, fresh server")
             }
+            if try network.tick(client: client) { break }
             detection = client.waitForAny(detectionKinds, timeout: 0.01)
         }
         var atDetection: PeerTCPInfo?
@@ -87,6 +105,7 @@ public struct Trial {
             atDetection = client.events.last(where: { $0.kind == .tcpInfo && $0.t <= detection.t + 0.001 && $0.t > tFault })?.tcpInfo
             Self.sleep(until: detection.t + Self.tail)
         }
+        let networkReport = network.finish(client: client, server: server)
         let packets = capture.stop()
         if let error = capture.readError { notes.append("capture: \(error)") }
 
@@ -95,8 +114,8 @@ public struct Trial {
         let segments = SegmentClassifier.classify(packets, client: (Self.clientAddress, clientPort),
                                                   server: (Self.serverAddress, spec.port))
         return TrialAnalysis(spec: spec, tFault: tFault, tBack: tBack, detection: detection,
-                             clientEvents: client.events, segments: segments)
-            .result(pcap: pcapPath, atFault: atFault, atDetection: atDetection, notes: notes)
+                             clientEvents: client.events, segments: segments, network: networkReport)
+            .result(pcap: pcapPath, atFault: atFault, atDetection: atDetection, notes: notes, backend: backend)
     }
 
     private func startServer(in topology: Topology) throws -> PeerProcess {
@@ -132,6 +151,8 @@ public struct Trial {
             server.signal(SIGKILL)
         case .freeze:
             server.signal(SIGSTOP)
+        case .loss, .partition, .natIdle:
+            break  // R's part: NetworkFaultDriver
         }
     }
 

@@ -8,6 +8,8 @@ struct TrialAnalysis {
     let detection: PeerEvent?
     let clientEvents: [PeerEvent]
     let segments: [ClassifiedSegment]
+    /// What R did (impairment engine, NAT state) for the network faults.
+    var network = NetworkFaultReport()
 
     var tDetect: Double? { detection?.t }
 
@@ -35,6 +37,28 @@ struct TrialAnalysis {
         })?.t
     }
 
+    /// A's first retransmission of unacknowledged data by the retransmission timer. A tail-loss
+    /// probe comes sooner than TCP_RTO_MIN (200 ms) after the original; the timer never does. With
+    /// B's window closed (no unacknowledged data) the first zero-window probe plays this part.
+    var firstTimeoutRetransmission: Double? {
+        let before = tDetect ?? .infinity
+        let sent = segments.filter { $0.direction == .aToB && $0.kind == .data }
+        let retransmission = segments.first { seg in
+            guard seg.direction == .aToB, seg.kind == .retransmission, seg.payloadLength > 0, seg.t < before,
+                  let original = sent.first(where: { Int32(bitPattern: seg.seq &- $0.seq) >= 0
+                      && Int32(bitPattern: seg.seq &- ($0.seq &+ UInt32($0.payloadLength))) < 0 })
+            else { return false }
+            return seg.t - original.t >= Self.rtoMin
+        }?.t
+        let silenceStart = lastReceived ?? -.infinity
+        return retransmission ?? segments.first(where: {
+            $0.direction == .aToB && $0.kind == .windowProbe && $0.t > silenceStart && $0.t < before
+        })?.t
+    }
+
+    /// TCP_RTO_MIN.
+    static let rtoMin = 0.2
+
     /// The first heartbeat the server never answered.
     var firstUnansweredHeartbeat: Double? {
         let answered = Set(clientEvents.filter { $0.kind == .heartbeatReply }.compactMap(\.seq))
@@ -45,6 +69,7 @@ struct TrialAnalysis {
         switch anchor {
         case .lastReceived: return lastReceived
         case .oldestUnacked: return oldestUnacked
+        case .firstTimeoutRetransmission: return firstTimeoutRetransmission
         case .firstUnansweredHeartbeat: return firstUnansweredHeartbeat
         }
     }
@@ -55,8 +80,19 @@ struct TrialAnalysis {
         var candidates: [Expectation] = []
         let policy = spec.clientPolicy
         switch spec.fault {
-        case .none, .kill:
+        case .none, .kill, .loss:
             return nil
+        case .natIdle:
+            // Data sent into an expired entry is retransmitted into the void until TCP_USER_TIMEOUT.
+            if let u = policy.userTimeoutMs, u > 0, firstTimeoutRetransmission != nil {
+                candidates.append(.userTimeout(ms: u))
+            }
+        case .partition(let seconds, _):
+            // Keepalive gives up during the partition only if its last probe falls inside it.
+            if spec.workload == .idle, let k = spec.effectiveClientKeepalive, let last = lastReceived {
+                let e = Expectation.keepalive(k, userTimeoutMs: policy.userTimeoutMs)
+                if last + e.seconds < tFault + seconds { candidates.append(e) }
+            }
         case .crash, .crashICMP, .reboot:
             if spec.workload == .idle, let k = spec.effectiveClientKeepalive {
                 if case .reboot = spec.fault, let back = tBack, let last = lastReceived {
@@ -65,7 +101,7 @@ struct TrialAnalysis {
                     candidates.append(.keepalive(k, userTimeoutMs: policy.userTimeoutMs))
                 }
             }
-            if spec.workload != .idle, let u = policy.userTimeoutMs, u > 0, oldestUnacked != nil {
+            if spec.workload != .idle, let u = policy.userTimeoutMs, u > 0, firstTimeoutRetransmission != nil {
                 candidates.append(.userTimeout(ms: u))
             }
             if let h = policy.heartbeat {
@@ -80,6 +116,7 @@ struct TrialAnalysis {
     }
 
     var outcome: TrialResult.Outcome {
+        if case .natIdle = spec.fault { return network.answerAt != nil ? .survived : .broken }
         switch (detection != nil, spec.fault.peerIsDead) {
         case (true, true): return .detected
         case (true, false): return .falsePositive
@@ -97,13 +134,15 @@ struct TrialAnalysis {
         }
     }
 
-    func result(pcap: String?, atFault: PeerTCPInfo?, atDetection: PeerTCPInfo?, notes: [String]) -> TrialResult {
+    func result(pcap: String?, atFault: PeerTCPInfo?, atDetection: PeerTCPInfo?, notes: [String],
+                backend: String = "host") -> TrialResult {
         let all = WireSummary(segments)
         let afterFault = WireSummary(segments, after: tFault)
         let wireAbort = afterFault.rstFromA.first
         let expected = expectation
         let measured = expected.flatMap { e in instant(of: e.anchor).flatMap { a in tDetect.map { $0 - a } } }
         var notes = notes
+        if backend == "uml", let note = ExecutionEnvironment.timingNote { notes.append(note) }
         let icmp = afterFault.count(.icmp)
         if icmp > 0 {
             notes.append("R sent \(icmp) ICMP error(s) to A after the fault")
@@ -117,11 +156,13 @@ struct TrialAnalysis {
         mark("ready", clientEvents.first(where: { $0.kind == .ready })?.t)
         mark("last_rx", lastReceived)
         mark("oldest_unacked", oldestUnacked)
+        mark("first_rto_retransmission", firstTimeoutRetransmission)
+        if spec.clientPolicy.heartbeat != nil { mark("first_unanswered_heartbeat", firstUnansweredHeartbeat) }
         mark("detection", tDetect)
         mark("wire_abort", wireAbort)
         mark("b_back", tBack)
         mark("deadline", tFault + spec.deadline)
-        return TrialResult(
+        var result = TrialResult(
             outcome: outcome,
             errno: detection?.errnoName,
             detectedBy: detectedBy,
@@ -143,7 +184,7 @@ struct TrialAnalysis {
             bytesAfterFault: afterFault.bytesOnWire,
             pcap: pcap,
             kernel: Doctor.kernelRelease(),
-            backend: "host",
+            backend: backend,
             spec: spec,
             tcpInfoAtFault: atFault,
             tcpInfoAtDetection: atDetection,
@@ -151,6 +192,8 @@ struct TrialAnalysis {
             timeline: timeline,
             marks: marks,
             notes: notes)
+        applyNetworkFault(to: &result)
+        return result
     }
 
     /// The connection's segments relative to the fault. Bulk data is thinned (first and last few,
@@ -164,7 +207,7 @@ struct TrialAnalysis {
             let seg = connection[i]
             guard !bulk.contains(seg.kind) || keepBulk.contains(i) || abs(seg.t - tFault) < 1 else { return nil }
             return TimelineEntry(t: seg.t - tFault, direction: seg.direction, kind: seg.kind,
-                                 flags: seg.flags, payload: seg.payloadLength)
+                                 flags: seg.flags, payload: seg.payloadLength, icmpType: seg.icmpType, icmpCode: seg.icmpCode)
         }.suffix(2000).map { $0 }
     }
 }

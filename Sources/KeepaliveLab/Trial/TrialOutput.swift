@@ -26,6 +26,7 @@ public enum TrialOutput {
                      + " · within tolerance \(r.withinTolerance.map { $0 ? "yes" : "NO" } ?? "n/a")")
         lines.append("wire after fault: \(r.probesSent) probe(s), \(r.probeReplies) repl(y/ies), RST \(r.rstSeen ? "seen" : "none"), "
                      + "\(r.bytesAfterFault) bytes (\(r.bytesOnWire) in the whole trial)\(r.pcap.map { " · pcap \($0)" } ?? "")")
+        lines += networkLines(r)
         for note in r.notes { lines.append("note: \(note)") }
         return lines.joined(separator: "\n")
     }

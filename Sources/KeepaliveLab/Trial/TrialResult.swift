@@ -7,8 +7,11 @@ public struct TrialResult: Codable, Sendable {
         case missed
         /// The peer was healthy but the connection was closed.
         case falsePositive = "false_positive"
-        /// The peer was healthy and the connection lived to the deadline.
+        /// The peer was healthy and the connection lived to the deadline (nat-idle: the data sent
+        /// after the silence reached B and the answer came back).
         case survived
+        /// nat-idle: the middlebox forgot the connection; the data sent after the silence got no answer.
+        case broken
     }
 
     public var outcome: Outcome
@@ -49,6 +52,27 @@ public struct TrialResult: Codable, Sendable {
     /// Key instants relative to the fault.
     public var marks: [String: Double]
     public var notes: [String]
+    /// Which engine impaired R: "netem" or "nftables"; nil (key absent) when the trial needed none.
+    public var impairmentEngine: String? = nil
+    /// How the engine realised it (e.g. nftables `numgen random`, or a seeded drop pattern).
+    public var impairmentForm: String? = nil
+    /// The trial's seed for the impairment's random sequence (nil: unseeded).
+    public var seed: UInt64? = nil
+    /// Packets R saw and dropped per direction ("a2b", "b2a"), where the engine counts them.
+    public var impairmentDrops: [String: ImpairmentDropCount]? = nil
+    /// loss / partition: A's probes after the fault that got no reply (probe or reply dropped) …
+    public var probesLost: Int? = nil
+    /// … and those that did.
+    public var probesAnswered: Int? = nil
+    /// nat-idle: fault → the first poll that no longer found R's conntrack entry (nil: it never expired).
+    public var conntrackExpiredS: Double? = nil
+    /// nat-idle: the send after the silence reached B's server / its answer reached A's client.
+    public var dataReachedB: Bool? = nil
+    public var answerReceived: Bool? = nil
+    /// nat-idle, broken: how A found out (or that it did not by the deadline).
+    public var brokenHow: String? = nil
+    /// nat-idle: the client's send → A's detection (negative: A found out before sending).
+    public var foundOutAfterSendS: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case outcome, errno
@@ -72,6 +96,17 @@ public struct TrialResult: Codable, Sendable {
         case tcpInfoAtFault = "tcp_info_at_fault"
         case tcpInfoAtDetection = "tcp_info_at_detection"
         case wire, timeline, marks, notes
+        case impairmentEngine = "impairment_engine"
+        case impairmentForm = "impairment_form"
+        case seed
+        case impairmentDrops = "impairment_drops"
+        case probesLost = "probes_lost"
+        case probesAnswered = "probes_answered"
+        case conntrackExpiredS = "conntrack_expired_s"
+        case dataReachedB = "data_reached_b"
+        case answerReceived = "answer_received"
+        case brokenHow = "broken_how"
+        case foundOutAfterSendS = "found_out_after_send_s"
     }
 }
 
@@ -83,4 +118,7 @@ public struct TimelineEntry: Codable, Sendable, Equatable {
     public var kind: SegmentKind
     public var flags: String
     public var payload: Int
+    /// ICMP messages only.
+    public var icmpType: UInt8? = nil
+    public var icmpCode: UInt8? = nil
 }

@@ -12,10 +12,20 @@ public struct TrialSpec: Codable, Sendable, Equatable {
     /// 7200/75/9). Sockets with `useSysctlDefaults` get exactly these.
     public var namespaceKeepalive: KeepaliveSetting?
     public var port: UInt16
+    /// Which engine impairs R (loss, partition, shaping); nil means `auto`.
+    public var impairment: ImpairmentEngineChoice?
+    /// Seeds the impairment's random sequence (netem's PRNG, nftables' drop pattern); nil: unseeded.
+    public var seed: UInt64?
+    /// nat-idle: seconds of silence after the fault before the client sends (nil: twice the timeout).
+    public var silence: Double?
+    /// netem-only shaping of both directions for the whole trial.
+    public var shape: NetemShape?
 
     public init(clientPolicy: Policy = .none, serverPolicy: Policy = .none, workload: Workload = .idle,
                 fault: Fault = .crash, deadline: Double = 30, faultDelay: Double = 0.2,
-                namespaceKeepalive: KeepaliveSetting? = nil, port: UInt16 = 5001) {
+                namespaceKeepalive: KeepaliveSetting? = nil, port: UInt16 = 5001,
+                impairment: ImpairmentEngineChoice? = nil, seed: UInt64? = nil, silence: Double? = nil,
+                shape: NetemShape? = nil) {
         self.clientPolicy = clientPolicy
         self.serverPolicy = serverPolicy
         self.workload = workload
@@ -24,6 +34,10 @@ public struct TrialSpec: Codable, Sendable, Equatable {
         self.faultDelay = faultDelay
         self.namespaceKeepalive = namespaceKeepalive
         self.port = port
+        self.impairment = impairment
+        self.seed = seed
+        self.silence = silence
+        self.shape = shape
     }
 
     public static let deadlineRange = 0.5...86_400.0
@@ -42,6 +56,7 @@ public struct TrialSpec: Codable, Sendable, Equatable {
         guard port >= 1 else {
             throw PolicyError.outOfRange(field: "port", value: "\(port)", rule: "allowed 1…65535")
         }
+        try validateNetworkFault()
     }
 
     /// The keepalive timers the client socket really runs with, if keepalive is on.

@@ -1,0 +1,227 @@
+import CKeepaliveShim
+import Foundation
+import KeepaliveNet
+
+/// A process started with `kal_spawn`: its pid, how to wait for it with a bound, and how to kill
+/// it (and, when it leads its own process group, everything it started).
+///
+/// With `.parentDeathKill` the child dies when the *thread* that spawned it exits: spawn from a
+/// thread that outlives it.
+final class ChildProcess: @unchecked Sendable {
+    struct Options: OptionSet {
+        let rawValue: Int32
+        static let newProcessGroup = Options(rawValue: KAL_SPAWN_NEW_PROCESS_GROUP)
+        static let parentDeathKill = Options(rawValue: KAL_SPAWN_PARENT_DEATH_KILL)
+        static let noCoreDump = Options(rawValue: KAL_SPAWN_NO_CORE_DUMP)
+        static let hidePtraceXstate = Options(rawValue: KAL_SPAWN_HIDE_PTRACE_XSTATE)
+        /// `pid` is a guardian that kills and reaps the program's whole process group when the program
+        /// exits, when told to stop (SIGTERM) or when we die, even by SIGKILL (see kal_shim.h).
+        static let guardian = Options(rawValue: KAL_SPAWN_GUARDIAN)
+    }
+
+    let pid: pid_t
+    let leadsProcessGroup: Bool
+    let guarded: Bool
+    private let lock = NSLock()
+    private var status: Int32?
+
+    /// Starts `path` with `arguments` (argv[0] included) and `fds` as its descriptors 0, 1, 2, ….
+    /// `cleanupPaths` (with `.guardian`): removed by the guardian when the program is stopped rather
+    /// than exiting by itself — they outlive us if we are killed.
+    init(path: String, arguments: [String], environment: [String: String], fds: [Int32],
+         workingDirectory: String? = nil, options: Options, cleanupPaths: [String] = []) throws {
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let cleanup = cleanupPaths.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+            cleanup.forEach { free($0) }
+        }
+        let result = fds.withUnsafeBufferPointer { fdBuffer in
+            kal_spawn(path, argv, envp, fdBuffer.baseAddress, Int32(fds.count), workingDirectory, options.rawValue, cleanup)
+        }
+        guard result > 0 else { throw SystemCallError("start \(path)", errno: -result) }
+        pid = result
+        guarded = options.contains(.guardian)
+        leadsProcessGroup = options.contains(.newProcessGroup) && !guarded
+    }
+
+    /// The exit status as a shell reports it (128 + signal when killed), once reaped.
+    var exitStatus: Int32? { lock.withLock { status } }
+
+    /// Reaps the child if it has exited. True once it is reaped.
+    @discardableResult
+    func poll() -> Bool {
+        lock.withLock {
+            if status != nil { return true }
+            var raw: Int32 = 0
+            let r = waitpid(pid, &raw, WNOHANG)
+            guard r == pid else {
+                if r < 0 && errno == ECHILD { status = -1 }
+                return status != nil
+            }
+            status = Self.shellStatus(raw)
+            return true
+        }
+    }
+
+    /// Waits until the child exits, or `timeout` seconds pass (nil: no bound). True when it exited.
+    func wait(timeout: Double?, whileWaiting: () -> Bool = { true }) -> Bool {
+        let deadline = timeout.map { Date().addingTimeInterval($0) }
+        while !poll() {
+            if let deadline, Date() >= deadline { return false }
+            if !whileWaiting() { return false }
+            usleep(10_000)
+        }
+        return true
+    }
+
+    func signal(_ sig: Int32) {
+        if exitStatus == nil { kill(pid, sig) }
+    }
+
+    /// SIGKILLs the child — and its whole process group when it leads one — then reaps the child and
+    /// every member of the group that became ours (orphans come to us with a child subreaper),
+    /// waiting at most `timeout` seconds for the group to empty.
+    func killAndReap(timeout: Double = 5) {
+        if guarded {
+            // The guardian kills and reaps the program's group, then exits.
+            signal(SIGTERM)
+            if !wait(timeout: timeout) {
+                signal(SIGKILL)
+                _ = wait(timeout: 2)
+            }
+            return
+        }
+        if leadsProcessGroup { kill(-pid, SIGKILL) }
+        signal(SIGKILL)
+        let deadline = Date().addingTimeInterval(timeout)
+        _ = wait(timeout: timeout)
+        guard leadsProcessGroup else { return }
+        while Date() < deadline {
+            var raw: Int32 = 0
+            while waitpid(-pid, &raw, WNOHANG) > 0 {}
+            if Self.processes(inGroup: pid).isEmpty { return }
+            kill(-pid, SIGKILL)
+            usleep(10_000)
+        }
+    }
+
+    /// Live (not yet reaped) processes whose process group is `group`, from /proc.
+    static func processes(inGroup group: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            // After "pid (comm)": state, ppid, pgrp.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 2, fields[0] != "Z", let pgrp = pid_t(fields[2]) else { return nil }
+            return pgrp == group ? pid : nil
+        }
+    }
+
+    static func shellStatus(_ raw: Int32) -> Int32 {
+        raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+    }
+}
+
+/// Reads a descriptor on its own thread until EOF and hands every chunk to `onData`.
+final class PipeReader: @unchecked Sendable {
+    private let done = NSCondition()
+    private var finished = false
+
+    init(fd: Int32, name: String, onData: @escaping @Sendable ([UInt8]) -> Void) {
+        let thread = Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                onData(Array(buffer[0..<n]))
+            }
+            close(fd)
+            done.lock()
+            finished = true
+            done.broadcast()
+            done.unlock()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Waits for EOF, at most `timeout` seconds. True when the reader finished.
+    @discardableResult
+    func waitForEOF(timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        done.lock()
+        defer { done.unlock() }
+        while !finished {
+            if !done.wait(until: deadline) { return finished }
+        }
+        return true
+    }
+}
+
+/// A pipe whose both ends are close-on-exec (the spawn helper dups the child's end into place).
+struct Pipe2 {
+    let read: Int32
+    let write: Int32
+
+    init() throws {
+        var fds: [Int32] = [-1, -1]
+        guard kal_pipe_cloexec(&fds) == 0 else { throw SystemCallError("pipe2") }
+        read = fds[0]
+        write = fds[1]
+    }
+}
+
+/// Lines split out of a byte stream; keeps only the last `capacity` lines.
+final class LineTail: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    private var partial: [UInt8] = []
+    private let capacity: Int
+    private let keep: (String) -> Bool
+
+    init(capacity: Int, keep: @escaping (String) -> Bool = { _ in true }) {
+        self.capacity = capacity
+        self.keep = keep
+    }
+
+    func append(_ bytes: [UInt8]) {
+        lock.withLock {
+            partial += bytes
+            while let newline = partial.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: partial[..<newline], as: UTF8.self)
+                    .trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+                if keep(line) { lines.append(line) }
+                partial.removeSubrange(...newline)
+            }
+            if lines.count > capacity { lines.removeFirst(lines.count - capacity) }
+        }
+    }
+
+    var last: [String] {
+        lock.withLock {
+            partial.isEmpty ? lines : lines + [String(decoding: partial, as: UTF8.self)]
+        }
+    }
+}
+
+/// Recursively removes a directory tree. The corresponding tool is `rm -rf`.
+func removeTree(_ path: String) {
+    try? FileManager.default.removeItem(atPath: path)
+}
+
+/// mkdtemp(3) under `parent`: a new directory only this user can enter.
+func makeTemporaryDirectory(in parent: String, prefix: String) throws -> String {
+    var template = Array("\(parent)/\(prefix)XXXXXX".utf8CString)
+    return try template.withUnsafeMutableBufferPointer { buffer in
+        guard let made = mkdtemp(buffer.baseAddress!) else {
+            throw SystemCallError("create a temporary directory in \(parent)")
+        }
+        return String(cString: made)
+    }
+}

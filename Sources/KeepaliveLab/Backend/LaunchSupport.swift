@@ -1,0 +1,122 @@
+import Foundation
+import KeepaliveNet
+
+/// Where a backend's command output goes.
+public struct BackendOutput: Sendable {
+    public var stdout: @Sendable ([UInt8]) -> Void
+    public var stderr: @Sendable ([UInt8]) -> Void
+
+    public init(stdout: @escaping @Sendable ([UInt8]) -> Void, stderr: @escaping @Sendable ([UInt8]) -> Void) {
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+
+    /// To this process's stdout and stderr, as it arrives.
+    public static let forward = BackendOutput(stdout: { writeAll(1, $0) }, stderr: { writeAll(2, $0) })
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+}
+
+/// Collects output in memory (for probes that parse it).
+public final class CapturedOutput: @unchecked Sendable {
+    private let lock = NSLock()
+    private var out: [UInt8] = []
+    private var err: [UInt8] = []
+
+    public init() {}
+
+    public var sink: BackendOutput {
+        BackendOutput(stdout: { bytes in self.lock.withLock { self.out += bytes } },
+                      stderr: { bytes in self.lock.withLock { self.err += bytes } })
+    }
+
+    public var stdout: String { lock.withLock { String(decoding: out, as: UTF8.self) } }
+    public var stderr: String { lock.withLock { String(decoding: err, as: UTF8.self) } }
+}
+
+/// Control-line events, parsed as they arrive.
+final class EventStream: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var partial: [UInt8] = []
+    private var events: [UMLEvent] = []
+    private var taken = 0
+
+    func append(_ bytes: [UInt8]) {
+        condition.lock()
+        partial += bytes
+        while let newline = partial.firstIndex(of: UInt8(ascii: "\n")) {
+            let line = Data(partial[..<newline])
+            partial.removeSubrange(...newline)
+            if let event = try? JSONDecoder().decode(UMLEvent.self, from: line) { events.append(event) }
+        }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The next event of one of `kinds`, waiting up to `timeout` seconds (nil: no bound) while
+    /// `keepWaiting` holds (checked every 50 ms). Once it stops holding (the machine is gone), events
+    /// still in the pipe get a short grace period.
+    func wait(for kinds: Set<UMLEvent.Kind>, timeout: Double?, while keepWaiting: () -> Bool) -> UMLEvent? {
+        var deadline = timeout.map { Date().addingTimeInterval($0) }
+        var ending = false
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            while taken < events.count {
+                let event = events[taken]
+                taken += 1
+                if kinds.contains(event.event) { return event }
+            }
+            if let deadline, Date() >= deadline { return nil }
+            if !ending {
+                condition.unlock()
+                let alive = keepWaiting()
+                condition.lock()
+                if !alive {
+                    ending = true
+                    let grace = Date().addingTimeInterval(1)
+                    deadline = deadline.map { min($0, grace) } ?? grace
+                }
+            }
+            let step = Date().addingTimeInterval(0.05)
+            _ = condition.wait(until: deadline.map { min($0, step) } ?? step)
+        }
+    }
+}
+
+/// What this process has running in other environments, undone when it is interrupted (SIGINT,
+/// SIGTERM): the machines are killed and reaped, their private directories removed.
+final class ActiveLaunches: @unchecked Sendable {
+    static let shared = ActiveLaunches()
+    private let lock = NSLock()
+    private var aborts: [Int: () -> Void] = [:]
+    private var next = 0
+    private var installed = false
+
+    func add(abort: @escaping () -> Void) -> Int {
+        lock.withLock {
+            if !installed {
+                installed = true
+                InterruptCleanup.install(run: nil) { ActiveLaunches.shared.abortAll() }
+            }
+            next += 1
+            aborts[next] = abort
+            return next
+        }
+    }
+
+    func remove(_ id: Int) { _ = lock.withLock { aborts.removeValue(forKey: id) } }
+
+    func abortAll() {
+        let all = lock.withLock { Array(aborts.values) }
+        for abort in all { abort() }
+    }
+}

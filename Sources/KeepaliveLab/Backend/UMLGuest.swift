@@ -1,0 +1,157 @@
+import CKeepaliveShim
+import Foundation
+import KeepaliveNet
+
+/// PID 1 of the UML guest (this binary as `init=`, the job file named by KEEPALIVE_LAB_UML_JOB): mounts what a kernel-fresh system lacks,
+/// loads the modules, runs the job's command with its output on the guest consoles the host reads,
+/// reports its exit on the control console and powers the guest off.
+///
+/// It never returns: returning from init would panic the guest kernel.
+public enum UMLGuest {
+    /// The kernel command line's `KEEPALIVE_LAB_UML_JOB=PATH` arrives as init's environment.
+    public static let jobVariable = "KEEPALIVE_LAB_UML_JOB"
+
+    /// Becomes the guest's init when this process is PID 1 with a job in its environment; otherwise
+    /// returns at once. (It mounts over /proc, /sys and /run and powers the machine off: never on a host.)
+    public static func runIfGuestInit() {
+        guard getpid() == 1, let job = ProcessInfo.processInfo.environment[jobVariable] else { return }
+        runAsInit(jobPath: job)
+    }
+
+    public static func runAsInit(jobPath: String) -> Never {
+        let control = Console(line: UMLConsole.controlLine)
+        do {
+            try mountSystemDirectories()
+            let job = try JSONDecoder().decode(UMLJob.self, from: Data(contentsOf: URL(fileURLWithPath: jobPath)))
+            let (loaded, failed) = loadModules(job.modules, from: job.moduleDirectory)
+            let stdout = try Console.open(line: UMLConsole.stdoutLine)
+            let stderr = try Console.open(line: UMLConsole.stderrLine)
+            control.emit(UMLEvent(event: .ready, kernel: Doctor.kernelRelease(), uptime: uptime(),
+                                  loaded: loaded, failed: failed))
+            let status = try run(job, stdout: stdout, stderr: stderr)
+            endEveryProcess()
+            // Everything the command wrote must reach the host's pipes before the machine goes away.
+            tcdrain(stdout)
+            tcdrain(stderr)
+            control.emit(UMLEvent(event: .exit, uptime: uptime(), status: status))
+        } catch {
+            endEveryProcess()
+            control.emit(UMLEvent(event: .error, uptime: uptime(), message: "\(error)"))
+        }
+        // Flushes hostfs (results, pcaps) before the machine goes away.
+        _ = kal_power_off()
+        print("keepalive-lab uml-init: power off failed: \(String(cString: strerror(errno)))")
+        exit(1)
+    }
+
+    /// proc, sys and a private /run (so /run/netns and /run/keepalive-lab are the guest's own, not
+    /// the host's seen through hostfs); /dev is the kernel's devtmpfs.
+    static func mountSystemDirectories() throws {
+        let mounts: [(String, String, String, String?)] = [
+            ("proc", "/proc", "proc", nil),
+            ("sysfs", "/sys", "sysfs", nil),
+            ("tmpfs", "/run", "tmpfs", "mode=0755"),
+        ]
+        for (source, target, type, data) in mounts {
+            guard mount(source, target, type, UInt(MS_NOSUID | MS_NODEV), data) == 0 else {
+                throw SystemCallError("mount \(type) on \(target)")
+            }
+        }
+        if !FileManager.default.fileExists(atPath: Console.device(UMLConsole.controlLine)) {
+            guard mount("devtmpfs", "/dev", "devtmpfs", UInt(MS_NOSUID), nil) == 0 else {
+                throw SystemCallError("mount devtmpfs on /dev")
+            }
+        }
+        guard mkdir(UserNamespace.sandboxTemporaryDirectory, 0o1777) == 0 || errno == EEXIST else {
+            throw SystemCallError("mkdir \(UserNamespace.sandboxTemporaryDirectory)")
+        }
+        chmod(UserNamespace.sandboxTemporaryDirectory, 0o1777)
+    }
+
+    static func loadModules(_ modules: [String], from directory: String) -> ([String], [String: String]) {
+        var loaded: [String] = [], failed: [String: String] = [:]
+        let loader: KernelModules
+        do {
+            loader = try KernelModules(directory: directory)
+        } catch {
+            for module in modules { failed[module] = "\(error)" }
+            return (loaded, failed)
+        }
+        for module in modules {
+            do { loaded += try loader.load(module) } catch { failed[module] = "\(error)" }
+        }
+        return (loaded, failed)
+    }
+
+    static func run(_ job: UMLJob, stdout: Int32, stderr: Int32) throws -> Int32 {
+        var environment = [
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": UserNamespace.sandboxTemporaryDirectory,
+            "TMPDIR": UserNamespace.sandboxTemporaryDirectory,
+            "LANG": "C.UTF-8",
+        ]
+        // Set by the host on the kernel command line when the guest must keep to SSE (UMLKernel).
+        if let tunables = ProcessInfo.processInfo.environment["GLIBC_TUNABLES"] { environment["GLIBC_TUNABLES"] = tunables }
+        environment.merge(job.environment) { _, new in new }
+        let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        let command = try ChildProcess(path: job.executable, arguments: [job.executable] + job.arguments,
+                                       environment: environment, fds: [devnull, stdout, stderr],
+                                       workingDirectory: job.workingDirectory, options: [])
+        close(devnull)
+        // As init, every orphan in the guest is ours to reap while we wait for the command.
+        while true {
+            var raw: Int32 = 0
+            let pid = waitpid(-1, &raw, 0)
+            if pid == command.pid { return ChildProcess.shellStatus(raw) }
+            if pid < 0 && errno == ECHILD { return -1 }
+        }
+    }
+
+    /// Kills whatever the command left running (as init, kill(-1) reaches everyone else) and reaps it.
+    static func endEveryProcess() {
+        kill(-1, SIGKILL)
+        let deadline = Date().addingTimeInterval(2)
+        while Date() < deadline {
+            var raw: Int32 = 0
+            let pid = waitpid(-1, &raw, WNOHANG)
+            if pid < 0 && errno == ECHILD { return }
+            if pid == 0 { usleep(5_000) }
+        }
+    }
+
+    static func uptime() -> Double? {
+        (try? String(contentsOfFile: "/proc/uptime", encoding: .utf8))?
+            .split(separator: " ").first.flatMap { Double($0) }
+    }
+
+    /// A guest console line in raw mode (no CR/LF translation, no echo); the host reads it from a pipe.
+    struct Console {
+        let fd: Int32
+
+        init(line: Int) { fd = (try? Self.open(line: line)) ?? 1 }
+
+        static func device(_ line: Int) -> String { UMLConsole.device(line) }
+
+        static func open(line: Int) throws -> Int32 {
+            // /dev may not be populated yet when init starts: devtmpfs is mounted by the kernel.
+            let path = device(line)
+            let fd = Glibc.open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+            guard fd >= 0 else { throw SystemCallError("open \(path)") }
+            var mode = termios()
+            if tcgetattr(fd, &mode) == 0 {
+                cfmakeraw(&mode)
+                tcsetattr(fd, TCSANOW, &mode)
+            }
+            return fd
+        }
+
+        func emit(_ event: UMLEvent) {
+            guard var line = try? JSONEncoder().encode(event) else { return }
+            line.append(UInt8(ascii: "\n"))
+            BackendOutput.writeAll(fd, Array(line))
+            tcdrain(fd)
+            // Also on the kernel console, so a failure report shows where init got to.
+            if fd != 1 { BackendOutput.writeAll(1, Array("keepalive-lab uml-init: ".utf8) + Array(line)) }
+        }
+    }
+}

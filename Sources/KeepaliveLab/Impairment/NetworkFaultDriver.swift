@@ -1,0 +1,237 @@
+import Foundation
+import KeepaliveNet
+
+/// What R did during a trial, for the analysis.
+struct NetworkFaultReport {
+    var engine: ImpairmentEngineKind?
+    var form: String?
+    var drops: [String: ImpairmentDropCount]?
+    var healAt: Double?
+    /// nat-idle: the client's send after the silence, and the answer to it.
+    var sendAt: Double?
+    var answerAt: Double?
+    var dataReachedB: Bool?
+    var conntrack: ConntrackObservation?
+    var conntrackAtFault: ConntrackEntry?
+    var invalidPackets: Int?
+    var notes: [String] = []
+}
+
+/// The network side of a trial's fault: R's impairment engine and its NAT/firewall role. Set up
+/// before the peers start (a missing netem fails the trial before any traffic), driven by the
+/// trial's loop, and gone with R when the topology is torn down — nothing to undo on failure.
+final class NetworkFaultDriver {
+    let spec: TrialSpec
+    let topology: Topology
+    private var engine: (any ImpairmentEngine)?
+    private var watcher: ConntrackWatcher?
+    private var tFault: Double?
+    private var healed = false
+    private(set) var report = NetworkFaultReport()
+
+    init(spec: TrialSpec, topology: Topology) {
+        self.spec = spec
+        self.topology = topology
+    }
+
+    // A trial that throws never reaches finish(): the poller must still stop.
+    deinit { _ = watcher?.stop() }
+
+    /// The impairment in force once the fault has struck.
+    var faultImpairment: Impairment {
+        switch spec.fault {
+        case let .loss(percent, direction): return spec.baselineImpairment.dropping(percent, direction)
+        case let .partition(_, direction): return spec.baselineImpairment.dropping(100, direction)
+        default: return spec.baselineImpairment
+        }
+    }
+
+    func prepare() throws {
+        let baseline = spec.baselineImpairment
+        if spec.fault.usesImpairment || !baseline.isNone {
+            let purpose = spec.fault.usesImpairment ? "fault \(spec.fault)" : "link shaping (\(spec.shape?.summary ?? ""))"
+            let (engine, note) = try ImpairmentEngines.select(spec.impairment ?? .auto, for: faultImpairment,
+                                                              purpose: purpose, topology: topology, seed: spec.seed)
+            self.engine = engine
+            report.engine = engine.kind
+            if let note { report.notes.append(note) }
+            if !baseline.isNone {
+                try engine.apply(baseline)
+                report.form = engine.form
+            }
+        }
+        if case let .natIdle(timeout, mode) = spec.fault {
+            try NATMiddlebox.install(in: topology, timeout: timeout, mode: mode)
+            let watcher = try ConntrackWatcher(topology: topology, port: spec.port)
+            watcher.start()
+            self.watcher = watcher
+        }
+    }
+
+    func inject(at t: Double) throws {
+        tFault = t
+        switch spec.fault {
+        case .loss, .partition:
+            try engine?.apply(faultImpairment)
+            report.form = engine?.form
+        case .natIdle:
+            report.conntrackAtFault = watcher?.current()
+        default:
+            break
+        }
+    }
+
+    /// Runs the fault's own clock (heal a partition, send after the silence). Returns true once the
+    /// trial has what it waited for: the answer to the nat-idle send (plus the capture tail).
+    func tick(client: PeerProcess) throws -> Bool {
+        guard let tFault else { return false }
+        let now = PeerEvent.now()
+        switch spec.fault {
+        case let .partition(seconds, _) where !healed && now >= tFault + seconds:
+            try engine?.apply(spec.baselineImpairment)
+            healed = true
+            report.healAt = PeerEvent.now()
+        case .natIdle:
+            if report.sendAt == nil, let silence = spec.effectiveSilence, now >= tFault + silence {
+                client.send(command: "send")
+                report.sendAt = now
+            }
+            if report.sendAt != nil, report.answerAt == nil,
+               let answer = client.events.first(where: { Self.isRequest($0, .received, tag: .rrReply) }) {
+                report.answerAt = answer.t
+            }
+            if let answer = report.answerAt { return now >= answer + Trial.tail }
+        default:
+            break
+        }
+        return false
+    }
+
+    /// A KARQ/KARS after the handshake's seq 0: the nat-idle exchange.
+    static func isRequest(_ e: PeerEvent, _ kind: PeerEvent.Kind, tag: WireTag) -> Bool {
+        e.kind == kind && e.detail == tag.rawValue && (e.seq ?? 0) >= 1
+    }
+
+    func finish(client: PeerProcess, server: PeerProcess) -> NetworkFaultReport {
+        if let watcher { report.conntrack = watcher.stop() }
+        if let engine {
+            report.drops = engine.dropCounts()
+            report.form = report.form ?? engine.form
+        }
+        if case .natIdle = spec.fault {
+            report.invalidPackets = NATMiddlebox.invalidCount(in: topology)
+            if report.sendAt != nil, let sent = client.events.first(where: { Self.isRequest($0, .sent, tag: .rrRequest) }) {
+                report.sendAt = sent.t
+            }
+            report.dataReachedB = server.events.contains { Self.isRequest($0, .received, tag: .rrRequest) }
+        }
+        return report
+    }
+}
+
+extension TrialAnalysis {
+    /// Adds what R did (engine, drops, NAT state) to a result.
+    func applyNetworkFault(to result: inout TrialResult) {
+        result.impairmentEngine = network.engine?.rawValue
+        result.impairmentForm = network.form
+        result.seed = spec.seed
+        result.impairmentDrops = network.drops
+        result.notes += network.notes
+        func mark(_ name: String, _ t: Double?) { if let t { result.marks[name] = t - tFault } }
+        mark("heal", network.healAt)
+        if spec.fault.usesImpairment {
+            result.probesAnswered = result.probeReplies
+            result.probesLost = max(0, result.probesSent - result.probeReplies)
+        }
+        guard case let .natIdle(timeout, mode) = spec.fault else { return }
+
+        mark("send", network.sendAt)
+        mark("answer", network.answerAt)
+        result.dataReachedB = network.dataReachedB
+        result.answerReceived = network.answerAt != nil
+        if let entry = network.conntrackAtFault {
+            result.notes.append("R's conntrack entry at the fault: \(entry.tcpStateName), \(entry.timeoutSeconds.map { "\($0) s" } ?? "?") left of \(timeout) s")
+        } else {
+            result.notes.append("R's conntrack had no entry for the connection at the fault")
+        }
+        if let ct = network.conntrack {
+            mark("conntrack_last_seen", ct.lastSeen)
+            if let gone = ct.goneAt {
+                result.conntrackExpiredS = gone - tFault
+                mark("conntrack_expired", gone)
+                let lastPacket = segments.last(where: { $0.direction != .other && $0.t < gone })?.t
+                if let lastPacket {
+                    result.notes.append(String(format: "R's conntrack entry expired %.2f s after the last packet it forwarded (timeout %d s; polled every 50 ms)",
+                                               gone - lastPacket, timeout))
+                }
+            } else if let low = ct.minTimeoutLeft {
+                result.notes.append("R's conntrack entry never expired: the least time it had left was \(low) s of \(timeout) s")
+            }
+            if let again = ct.recreatedAt {
+                result.notes.append(String(format: "a new conntrack entry for the same flow appeared at %+.3f s", again - tFault))
+            }
+            if let error = ct.error { result.notes.append("conntrack polling: \(error)") }
+        }
+        if let invalid = network.invalidPackets, invalid > 0 {
+            result.notes.append("R's firewall found \(invalid) INVALID packet(s) and \(mode == .reset ? "answered A's with RST" : "dropped them")")
+        }
+        if let send = network.sendAt, let t = tDetect { result.foundOutAfterSendS = t - send }
+        if let send = network.sendAt {
+            let resends = segments.filter { $0.direction == .aToB && $0.kind == .retransmission && $0.t > send }
+                .prefix(8).map { String(format: "+%.2f", $0.t - send) }
+            if !resends.isEmpty {
+                result.notes.append("A retransmitted its data at \(resends.joined(separator: ", ")) s after the send"
+                                    + (spec.clientPolicy.userTimeoutMs.map { " (TCP_USER_TIMEOUT \($0) ms counts from the first RTO retransmission, not the send; a tail-loss probe may come first)" } ?? ""))
+            }
+        }
+        guard network.answerAt == nil else { return }
+        result.brokenHow = brokenHow(mode: mode)
+    }
+
+    /// How A found out that the middlebox had forgotten its connection (or that it did not).
+    private func brokenHow(mode: NATIdleMode) -> String {
+        let afterSend = network.sendAt.map { send in tDetect.map { $0 >= send } ?? true } ?? false
+        let what = afterSend ? "data" : "keepalive probe"
+        if let detection {
+            switch detection.errnoName {
+            case "ECONNRESET"?:
+                return "ECONNRESET: R's firewall answered A's \(what) with RST"
+            case "ETIMEDOUT"?:
+                return afterSend
+                    ? "ETIMEDOUT: A's data was retransmitted into the void until TCP_USER_TIMEOUT (or tcp_retries2) gave up"
+                    : "ETIMEDOUT: R dropped A's keepalive probes, which went unanswered"
+            default:
+                return "\(detectedBy ?? "closed") after A's \(what)"
+            }
+        }
+        guard let send = network.sendAt else { return "not found out by the deadline; A never sent" }
+        let retransmissions = segments.filter { $0.direction == .aToB && $0.kind == .retransmission && $0.t > send }.count
+        return "not found out by the deadline: A's data was retransmitted \(retransmissions) time(s) into the void"
+    }
+}
+
+extension TrialOutput {
+    /// The impairment engine, its drops, and the NAT story, for the human summary.
+    static func networkLines(_ r: TrialResult) -> [String] {
+        var lines: [String] = []
+        if let engine = r.impairmentEngine, engine != "none" {
+            lines.append("impairment engine: \(r.impairmentForm ?? engine)\(r.seed.map { " · seed \($0)" } ?? "")")
+        }
+        for (direction, count) in (r.impairmentDrops ?? [:]).sorted(by: { $0.key < $1.key }) {
+            lines.append(String(format: "  R %@: %d of %d packet(s) dropped (%.1f %%)", direction, count.dropped,
+                                count.packets, (count.ratio ?? 0) * 100))
+        }
+        if let lost = r.probesLost, let answered = r.probesAnswered {
+            lines.append("probes after the fault: \(answered) answered, \(lost) lost (probe or reply dropped)")
+        }
+        if case .natIdle = r.spec.fault {
+            func at(_ key: String) -> String { r.marks[key].map { String(format: "%+.3f s", $0) } ?? "—" }
+            lines.append("nat-idle: client sent at \(at("send")), answer \(at("answer")), R's conntrack entry expired \(at("conntrack_expired"))"
+                         + (r.dataReachedB.map { " · data reached B: \($0 ? "yes" : "no")" } ?? ""))
+            if let how = r.brokenHow {
+                lines.append("broken: \(how)" + (r.foundOutAfterSendS.map { String(format: " (%.3f s after the send)", $0) } ?? ""))
+            }
+        }
+        return lines
+    }
+}

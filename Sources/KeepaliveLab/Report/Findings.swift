@@ -1,0 +1,307 @@
+/// A statement the data supports, with the numbers that support it.
+public struct Finding: Codable, Sendable, Equatable {
+    /// The cell it is about (`CellKey.description`); nil for a statement across cells.
+    public var cell: String?
+    public var text: String
+
+    public init(cell: String?, text: String) {
+        self.cell = cell
+        self.text = text
+    }
+}
+
+/// Derives findings from measured results. Each rule states only what its numbers show, and stays
+/// silent when the trials disagree with its premise (e.g. no "all probes answered" unless they were).
+public enum Findings {
+    public static func derive(_ cells: [Cell]) -> [Finding] {
+        var out: [Finding] = []
+        for cell in cells where !cell.results.isEmpty {
+            let texts = [formula(cell), probesToSilentPeer(cell), unackedData(cell), frozen(cell, all: cells),
+                         icmp(cell), reboot(cell), heartbeat(cell), nothingSent(cell), healthy(cell),
+                         probePeriod(cell), mixed(cell)].compactMap { $0 }
+            out += texts.map { Finding(cell: cell.key.description, text: $0) }
+        }
+        out += fastest(cells)
+        return out
+    }
+
+    // MARK: - Rules
+
+    /// Measured against the kernel's (or the heartbeat's) formula.
+    static func formula(_ cell: Cell) -> String? {
+        let rs = cell.results.filter { $0.expected != nil }
+        guard let e = rs.first?.expected else { return nil }
+        let measured = rs.compactMap(\.measuredS)
+        let within = rs.filter { $0.withinTolerance == true }.count
+        // Some formulas already name their anchor ("… after the oldest unacknowledged data").
+        let formula = e.formula.contains(" after the ") ? e.formula
+            : "\(e.formula) = \(fmtNumber(e.seconds)) s after \(anchorPhrase(e.anchor))"
+        var text = within == rs.count
+            ? "measured latency matched the formula (\(formula)) in \(within) of \(rs.count) trial\(plural(rs.count))"
+            : "measured latency was within the formula's tolerance (\(formula)) in only \(within) of \(rs.count) trial\(plural(rs.count))"
+        if !measured.isEmpty { text += "; measured \(span(measured)) s" }
+        text += " (tolerance 4 ms + 12.5 %)"
+        let outside = rs.filter { $0.withinTolerance != true }
+        if !outside.isEmpty {
+            let values = outside.map { $0.measuredS.map { fmtSeconds($0) + " s" } ?? "no detection" }
+            text += "; outside tolerance: " + values.joined(separator: ", ")
+        }
+        return text
+    }
+
+    /// A silent peer: how many probes went out, whether any was answered, and how close the
+    /// application's error followed A's RST.
+    static func probesToSilentPeer(_ cell: Cell) -> String? {
+        let rs = cell.results
+        guard let spec = rs.first?.spec, let k = spec.effectiveClientKeepalive, spec.workload == .idle,
+              spec.fault == .crash || spec.fault == .crashICMP,
+              rs.allSatisfy({ $0.outcome == .detected && $0.errno == "ETIMEDOUT" }) else { return nil }
+        let probes = rs.map(\.probesSent)
+        let replies = rs.map(\.probeReplies).reduce(0, +)
+        var text = "A sent \(intSpan(probes)) keepalive probe\(probes.max() == 1 ? "" : "s") after the fault in "
+            + (rs.count == 1 ? "the trial" : "each of \(rs.count) trials")
+        if spec.clientPolicy.userTimeoutMs == nil || spec.clientPolicy.userTimeoutMs == 0 {
+            text += " (TCP_KEEPCNT \(k.count))"
+        }
+        text += replies == 0 ? ", none answered, then ETIMEDOUT" : ", \(replies) answered, then ETIMEDOUT"
+        let lag = rs.compactMap(\.appMinusWireMs)
+        if !lag.isEmpty, lag.count == rs.count {
+            text += "; the application got the error \(span(lag, digits: 2)) ms after A's RST on the wire"
+        }
+        return text
+    }
+
+    /// Unacknowledged data: the retransmission timer governs and keepalive stays silent.
+    static func unackedData(_ cell: Cell) -> String? {
+        let rs = cell.results.filter { $0.marks["oldest_unacked"] != nil && $0.outcome == .detected }
+        guard !rs.isEmpty, let spec = rs.first?.spec, spec.workload != .idle else { return nil }
+        let probes = rs.map(\.probesSent).reduce(0, +)
+        let sinceUnacked = rs.compactMap(\.sinceOldestUnackedS)
+        let retrans = rs.map { $0.wire.count(.retransmission, .aToB) }
+        let errno = ReportStats.mostCommon(rs.compactMap(\.errno)) ?? "an error"
+        var text: String
+        if spec.clientPolicy.enablesKeepalive, probes == 0 {
+            text = "with unacknowledged data in flight, no keepalive probe was sent (0 probes in \(rs.count) trial\(plural(rs.count))) "
+                + "although \(keepaliveName(spec)) was on; the connection ended by retransmission timeout"
+        } else if !spec.clientPolicy.enablesKeepalive {
+            text = "with unacknowledged data in flight, the connection ended by retransmission timeout"
+        } else {
+            return nil
+        }
+        text += ": \(errno) \(span(sinceUnacked)) s after the oldest unacknowledged segment, after \(intSpan(retrans)) retransmission\(retrans.max() == 1 ? "" : "s")"
+        if let u = spec.clientPolicy.userTimeoutMs, u > 0 { text += " (TCP_USER_TIMEOUT \(u) ms)" }
+        if rs.allSatisfy({ !$0.rstSeen }) { text += "; A sent no RST" }
+        return text
+    }
+
+    /// A frozen server behind a live kernel.
+    static func frozen(_ cell: Cell, all cells: [Cell]) -> String? {
+        let rs = cell.results
+        guard let spec = rs.first?.spec, spec.fault == .freeze, spec.clientPolicy.enablesKeepalive,
+              rs.allSatisfy({ $0.outcome == .missed }) else { return nil }
+        let probes = rs.map(\.probesSent).reduce(0, +)
+        let replies = rs.map(\.probeReplies).reduce(0, +)
+        guard probes > 0, replies > 0 else { return nil }
+        var text = replies == probes
+            ? "B's kernel answered all \(probes) probes while the server was frozen"
+            : "B's kernel answered \(replies) of \(probes) probes while the server was frozen"
+        text += ": kernel keepalive cannot see a hung application (missed in \(rs.count) of \(rs.count) trial\(plural(rs.count)),"
+            + " deadline \(fmtNumber(spec.deadline)) s)"
+        let heartbeatCells = cells.filter { other in
+            other.results.first?.spec.fault == .freeze && other.results.first?.spec.clientPolicy.heartbeat != nil
+                && other.stats.latencyMedianS != nil
+        }
+        if let hb = heartbeatCells.first, let m = hb.stats.latencyMedianS {
+            text += "; \(policyLabel(hb)) detected it in \(fmtSeconds(m)) s"
+                + (hb.stats.detected > 1 ? " (median of \(hb.stats.detected))" : "")
+        }
+        return text
+    }
+
+    /// ICMP host-unreachable for keepalive probes.
+    static func icmp(_ cell: Cell) -> String? {
+        let rs = cell.results
+        guard let spec = rs.first?.spec, spec.fault == .crashICMP, spec.workload == .idle else { return nil }
+        let icmps = rs.map { r in r.timeline.filter { $0.kind == .icmp && $0.t >= 0 }.count }
+        guard icmps.allSatisfy({ $0 > 0 }) else { return nil }
+        let errnos = Set(rs.compactMap(\.errno))
+        if errnos == ["ETIMEDOUT"] {
+            let since = rs.compactMap(\.sinceLastRxS)
+            var text = "R sent \(intSpan(icmps)) ICMP host-unreachable to A after the fault and A ignored them: "
+                + "the error was ETIMEDOUT, not EHOSTUNREACH, \(span(since)) s after the last segment A received"
+            if let e = rs.first?.expected { text += " (silent-peer formula: \(fmtNumber(e.seconds)) s)" }
+            return text
+        }
+        if errnos == ["EHOSTUNREACH"], let m = cell.stats.latencyMedianS {
+            return "ICMP host-unreachable from R ended the connection: EHOSTUNREACH \(fmtSeconds(m)) s after the fault (median)"
+        }
+        return nil
+    }
+
+    /// A rebooted peer answers with RST.
+    static func reboot(_ cell: Cell) -> String? {
+        let rs = cell.results
+        guard let spec = rs.first?.spec, case .reboot = spec.fault,
+              rs.allSatisfy({ $0.errno == "ECONNRESET" && $0.marks["b_back"] != nil }),
+              let latency = cell.stats.latencyMedianS else { return nil }
+        let backs = rs.compactMap { $0.marks["b_back"] }
+        var text = "B came back \(span(backs)) s after the crash"
+        // Which of A's segments drew the RST: the last A→B segment before B's RST.
+        let triggers: [String] = rs.compactMap { r in
+            guard let rst = r.timeline.firstIndex(where: { $0.kind == .rst && $0.direction == .bToA && $0.t >= 0 }),
+                  let trigger = r.timeline[..<rst].last(where: { $0.direction == .aToB }) else { return nil }
+            if trigger.kind == .keepaliveProbe {
+                let n = r.timeline[...rst].filter { $0.kind == .keepaliveProbe && $0.t >= 0 }.count
+                return "keepalive probe \(n)"
+            }
+            return TrialStory.label(trigger, probeNumber: 0, fault: spec.fault)
+        }
+        if triggers.count == rs.count, Set(triggers).count == 1 {
+            text += "; its fresh kernel answered \(triggers[0]) with RST"
+        }
+        text += ": ECONNRESET \(fmtSeconds(latency)) s after the fault" + (rs.count > 1 ? " (median)" : "")
+        if let k = spec.effectiveClientKeepalive {
+            let silent = Expectation.keepalive(k, userTimeoutMs: spec.clientPolicy.userTimeoutMs)
+            let anchors = rs.compactMap { $0.marks["last_rx"] }
+            if let a = ReportStats.median(anchors) {
+                let wouldBe = a + silent.seconds
+                if wouldBe > latency {
+                    text += ", \(fmtSeconds(wouldBe - latency)) s sooner than a silent peer (\(silent.formula) = \(fmtNumber(silent.seconds)) s after the last segment A received)"
+                }
+            }
+        }
+        return text
+    }
+
+    /// Application heartbeat detections.
+    static func heartbeat(_ cell: Cell) -> String? {
+        let rs = cell.results.filter { $0.detectedBy == "heartbeat" && $0.outcome == .detected }
+        guard let spec = rs.first?.spec, let h = spec.clientPolicy.heartbeat, let m = cell.stats.latencyMedianS else { return nil }
+        var text = "the heartbeat (every \(fmtNumber(h.interval)) s, timeout \(fmtNumber(h.timeout)) s) detected the failure "
+            + "\(fmtSeconds(m)) s after the fault" + (rs.count > 1 ? " (median of \(rs.count))" : "")
+        let since = rs.compactMap(\.sinceFirstUnansweredHeartbeatS)
+        if !since.isEmpty { text += ", \(span(since)) s after the first unanswered heartbeat" }
+        if spec.fault == .freeze {
+            let acks = rs.map { r in r.timeline.filter { $0.t >= 0 && $0.direction == .bToA && $0.kind == .ack }.count }
+            let replies = rs.map { r in r.timeline.filter { $0.t >= 0 && $0.direction == .bToA && $0.kind == .heartbeat }.count }
+            if acks.allSatisfy({ $0 > 0 }), replies.allSatisfy({ $0 == 0 }) {
+                text += "; B's kernel still ACKed the heartbeats (\(intSpan(acks)) ACKs) but the frozen server sent no reply"
+            }
+        }
+        return text
+    }
+
+    /// Nothing on the wire after the fault: nobody could have noticed.
+    static func nothingSent(_ cell: Cell) -> String? {
+        let rs = cell.results
+        guard let spec = rs.first?.spec, spec.fault.peerIsDead, spec.workload == .idle,
+              rs.allSatisfy({ $0.outcome == .missed && $0.bytesAfterFault == 0 }) else { return nil }
+        var text = "nothing was sent after the fault (0 bytes on the wire in \(rs.count) of \(rs.count) trial\(plural(rs.count)))"
+        if !spec.clientPolicy.enablesKeepalive && spec.clientPolicy.heartbeat == nil {
+            text += ": without keepalive or a heartbeat an idle client never learns"
+        }
+        return text + " (deadline \(fmtNumber(spec.deadline)) s)"
+    }
+
+    /// B stayed healthy.
+    static func healthy(_ cell: Cell) -> String? {
+        let s = cell.stats
+        guard s.healthyTrials > 0 else { return nil }
+        return "B stayed healthy in \(s.healthyTrials) trial\(plural(s.healthyTrials)) (\(s.outcomeSummary)): "
+            + "false-positive rate \(fmtPercent(s.falsePositiveRate))"
+    }
+
+    /// The interval between probes while B answers them.
+    static func probePeriod(_ cell: Cell) -> String? {
+        guard let k = cell.results.first?.spec.effectiveClientKeepalive else { return nil }
+        var gaps: [Double] = []
+        for r in cell.results {
+            var lastAnswered: Double?
+            var pending: Double?
+            for e in r.timeline {
+                switch e.kind {
+                case .keepaliveProbe where e.direction == .aToB:
+                    if let a = lastAnswered { gaps.append(e.t - a) }
+                    pending = e.t
+                    lastAnswered = nil
+                case .keepaliveReply where e.direction == .bToA:
+                    lastAnswered = pending
+                default: break
+                }
+            }
+        }
+        guard let median = ReportStats.median(gaps) else { return nil }
+        let period = Double(max(k.idle, k.interval))
+        var text = "while B answered, probes came every \(fmtSeconds(median)) s (median of \(gaps.count) gap\(plural(gaps.count)))"
+        if median >= period - 0.004, median <= period + Expectation.tolerance(for: period) {
+            text += " = max(idle \(k.idle), interval \(k.interval)) s"
+            if k.idle > k.interval { text += ", not every interval: each reply restarts the idle clock" }
+        }
+        return text
+    }
+
+    static func mixed(_ cell: Cell) -> String? {
+        let s = cell.stats
+        guard s.detected > 0, s.missed > 0 else { return nil }
+        return "detection was not reliable: \(s.missed) of \(s.trials) trials missed the deadline"
+    }
+
+    /// Across cells with the same fault and workload: which policy found out first.
+    static func fastest(_ cells: [Cell]) -> [Finding] {
+        var out: [Finding] = []
+        var groups: [(fault: String, workload: String)] = []
+        for c in cells where !groups.contains(where: { $0 == (c.fault, c.workload) }) { groups.append((c.fault, c.workload)) }
+        for (fault, workload) in groups {
+            let ranked = cells.filter { $0.fault == fault && $0.workload == workload }
+                .compactMap { c in c.stats.latencyMedianS.map { (c, $0) } }
+                .sorted { $0.1 < $1.1 }
+            guard ranked.count >= 2, let first = ranked.first, let last = ranked.last else { continue }
+            // Differences inside the kernel timers' own slack are not a ranking.
+            if last.1 - first.1 <= Expectation.tolerance(for: first.1) {
+                out.append(Finding(cell: nil, text: "fault \(fault), workload \(workload): the \(ranked.count) policies' median "
+                    + "detections (\(span(ranked.map(\.1))) s) differ by less than timer slack (4 ms + 12.5 %): no ranking"))
+                continue
+            }
+            out.append(Finding(cell: nil, text: "fault \(fault), workload \(workload): fastest median detection "
+                + "\(policyLabel(first.0)) (\(fmtSeconds(first.1)) s), slowest \(policyLabel(last.0)) (\(fmtSeconds(last.1)) s)"))
+        }
+        return out
+    }
+
+    // MARK: - Wording
+
+    static func anchorPhrase(_ a: Expectation.Anchor) -> String {
+        switch a {
+        case .lastReceived: return "the last segment A received"
+        case .oldestUnacked: return "the oldest unacknowledged data"
+        case .firstTimeoutRetransmission: return "A's first timer-driven retransmission"
+        case .firstUnansweredHeartbeat: return "the first unanswered heartbeat"
+        }
+    }
+
+    /// "heartbeat 1,3", or "\"fast-hb\" (heartbeat 1,3)" when the lab named the policy.
+    static func policyLabel(_ cell: Cell) -> String {
+        cell.policyName == cell.policySummary ? cell.policySummary : "\"\(cell.policyName)\" (\(cell.policySummary))"
+    }
+
+    static func keepaliveName(_ spec: TrialSpec) -> String {
+        if let k = spec.clientPolicy.keepalive { return "keepalive \(k)" }
+        return "keepalive (sysctl defaults)"
+    }
+
+    /// "5.085" or "5.075–5.095".
+    static func span(_ values: [Double], digits: Int = 3) -> String {
+        guard let lo = values.min(), let hi = values.max() else { return "—" }
+        let fmt = "%.\(digits)f"
+        let a = String(format: fmt, lo)
+        let b = String(format: fmt, hi)
+        return a == b ? a : "\(a)–\(b)"
+    }
+
+    static func intSpan(_ values: [Int]) -> String {
+        guard let lo = values.min(), let hi = values.max() else { return "0" }
+        return lo == hi ? "\(lo)" : "\(lo)–\(hi)"
+    }
+
+    static func plural(_ n: Int) -> String { n == 1 ? "" : "s" }
+}

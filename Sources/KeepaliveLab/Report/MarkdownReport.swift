@@ -1,0 +1,166 @@
+/// report.md: what a reviewer reads in a pull request.
+public enum MarkdownReport {
+    /// - Parameter chartsPrefix: prepended to the SVG file names in links, e.g. "" when the charts
+    ///   sit next to report.md, or "charts/".
+    public static func render(_ input: RunReportInput, chartsPrefix: String) -> String {
+        let findings = Findings.derive(input.cells)
+        var md: [String] = []
+        md += header(input)
+        md += summaryTable(input.cells)
+        md.append("")
+        md.append("## Charts")
+        md.append("")
+        md.append("![Detection latency per cell](\(chartsPrefix)\(SVGChart.latencyFileName))")
+        md.append("")
+        md.append("![Probe timeline of representative trials](\(chartsPrefix)\(SVGChart.timelineFileName))")
+        md.append("")
+        md += findingsSection(findings)
+        for (i, cell) in input.cells.enumerated() {
+            md += cellSection(cell, number: i + 1)
+        }
+        md += howToRead()
+        return md.joined(separator: "\n") + "\n"
+    }
+
+    // MARK: - Sections
+
+    static func header(_ input: RunReportInput) -> [String] {
+        let trials = input.cells.reduce(0) { $0 + $1.results.count }
+        let checks = input.cells.flatMap(\.expectations)
+        let passed = checks.filter(\.passed).count
+        var md = ["# keepalive-lab report: \(input.lab)", ""]
+        if !input.description.isEmpty { md += input.description.split(separator: "\n", omittingEmptySubsequences: false).map { "> " + $0 } + [""] }
+        md.append("| | |")
+        md.append("|---|---|")
+        md.append("| Date | \(markdownCell(input.date)) |")
+        md.append("| Kernel | \(markdownCell(input.kernel)) |")
+        md.append("| Backend | \(markdownCell(input.backend)) |")
+        md.append("| Impairment engine | \(markdownCell(input.impairmentEngine ?? "none (no impairment in this lab)")) |")
+        md.append("| Trials | \(trials) in \(input.cells.count) cell\(input.cells.count == 1 ? "" : "s") |")
+        md.append("| Expectations | " + (checks.isEmpty ? "none declared" : "\(passed) of \(checks.count) passed \(passed == checks.count ? "✅" : "❌")") + " |")
+        md.append("")
+        md.append("Reproduce:")
+        md.append("")
+        let fence = codeFence(for: input.command)
+        md += [fence + "sh", input.command, fence, ""]
+        return md
+    }
+
+    static func summaryTable(_ cells: [Cell]) -> [String] {
+        var md = ["## Summary", ""]
+        md.append("| Policy | Fault | Workload | Trials | Outcomes | Latency median (s) | p95 | max | Expected (s) | errno | Probes | Bytes all / after fault | Idle overhead (B/h) | False positives | Expectations |")
+        md.append("|---|---|---|--:|---|--:|--:|--:|--:|---|--:|--:|--:|--:|---|")
+        for cell in cells { md.append(row(cell)) }
+        md.append("")
+        md.append("Latency: fault → the client's detection, over detected trials (p95 is nearest-rank: with few trials it is the maximum). "
+                  + "Expected: the formula's prediction moved onto the fault's clock. Probes, bytes: medians per trial. "
+                  + "Idle overhead: what the policy sends per hour on an idle connection with a healthy B (basis per cell below). "
+                  + "False positives: closed connections among trials where B stayed healthy.")
+        return md
+    }
+
+    static func row(_ cell: Cell) -> String {
+        let s = cell.stats
+        let policy = cell.policyName == cell.policySummary ? cell.policyName : "**\(cell.policyName)**<br>\(cell.policySummary)"
+        let fp = s.healthyTrials > 0 ? "\(fmtPercent(s.falsePositiveRate)) (\(s.falsePositive)/\(s.healthyTrials))" : "n/a"
+        let cols = [
+            policy, cell.fault, cell.workload, "\(s.trials)", s.outcomeSummary,
+            fmtSeconds(s.latencyMedianS), fmtSeconds(s.latencyP95S), fmtSeconds(s.latencyMaxS), fmtSeconds(s.expectedS),
+            s.errno ?? "—", s.probesMedian.map(fmtNumber) ?? "—",
+            "\(fmtBytes(s.bytesMedian)) / \(fmtBytes(s.bytesAfterFaultMedian))",
+            fmtBytes(s.overhead?.bytesPerHour), fp, expectationBadge(cell.expectations),
+        ]
+        return "| " + cols.map(markdownCell).joined(separator: " | ") + " |"
+    }
+
+    static func expectationBadge(_ checks: [ExpectationCheck]) -> String {
+        guard !checks.isEmpty else { return "—" }
+        let passed = checks.filter(\.passed).count
+        return (passed == checks.count ? "✅" : "❌") + " \(passed)/\(checks.count)"
+    }
+
+    static func findingsSection(_ findings: [Finding]) -> [String] {
+        var md = ["## Findings", ""]
+        if findings.isEmpty { return md + ["No finding: the trials gave nothing to state with confidence.", ""] }
+        for f in findings {
+            md.append("- " + (f.cell.map { "**\($0)**: " } ?? "") + f.text + ".")
+        }
+        md.append("")
+        return md
+    }
+
+    static func cellSection(_ cell: Cell, number: Int) -> [String] {
+        let s = cell.stats
+        var md = ["## \(number). \(cell.key.description)", ""]
+        md.append(cell.policyName == cell.policySummary ? "- Policy: \(cell.policySummary)" : "- Policy: **\(cell.policyName)** (\(cell.policySummary))")
+        var outcome = "- Outcomes: \(s.outcomeSummary) of \(s.trials)"
+        if s.latencyMedianS != nil {
+            outcome += "; latency median \(fmtSeconds(s.latencyMedianS)) s, p95 \(fmtSeconds(s.latencyP95S)) s, max \(fmtSeconds(s.latencyMaxS)) s"
+        }
+        md.append(outcome)
+        if let formula = s.expectedFormula {
+            md.append("- Expected: \(fmtSeconds(s.expectedS)) s after the fault (\(formula)); within tolerance in \(s.withinTolerance) of \(s.withFormula)")
+        }
+        if let o = s.overhead { md.append("- Idle overhead: \(fmtBytes(o.bytesPerHour)) B/h: \(o.basis)") }
+        if cell.expectations.isEmpty {
+            md.append("- Expectations: none declared")
+        } else {
+            md.append("- Expectations:")
+            for e in cell.expectations { md.append("  - \(e.passed ? "✅" : "❌") \(e.name): \(e.detail)") }
+        }
+        md.append("")
+        guard let r = cell.representative, let index = cell.representativeIndex else {
+            return md + ["No trials in this cell.", ""]
+        }
+        let why = r.outcome == .detected ? "median latency" : "first trial; none detected"
+        var line = "Representative trial: \(index + 1) of \(cell.results.count) (\(why)), outcome \(r.outcome.rawValue)"
+        if let d = r.detectionLatencyS { line += ", \(r.detectedBy ?? "detected") after \(fmtSeconds(d)) s" }
+        line += ", kernel \(r.kernel) (\(r.backend))"
+        if let pcap = r.pcap { line += ", capture `\(pcap)`" }
+        md.append(line + ".")
+        md.append("")
+        md.append(Ladder.markdown(r))
+        md.append("<details><summary>Same trial as a sequence diagram</summary>")
+        md.append("")
+        md.append(Mermaid.markdown(r))
+        md.append("</details>")
+        md.append("")
+        if !r.notes.isEmpty {
+            md += r.notes.map { "- Note: \($0)" }
+            md.append("")
+        }
+        return md
+    }
+
+    static func howToRead() -> [String] {
+        [
+            "## How to read this",
+            "",
+            "- Time zero is the fault. Every time is in seconds from it; negative times are before it.",
+            "- The ladders are drawn from the capture on R's link toward A: A on the left, R (the router) in the middle, B on the right, time running down. "
+                + "A→B labels sit between A and R, B→A labels between R and B. `X` on B's column is B's host going down; "
+                + "while it is down its column is blank and segments sent to it end in `X`. `x` is a fault that leaves B's host up "
+                + "(on B's column: its server killed or frozen; on R's: a network fault in R). `^` is B coming back, `*` on A's column is the moment "
+                + "A's application learned, `:` marks a quiet stretch or collapsed bulk data, `=====` the end of the trial.",
+            "- A keepalive probe is an empty ACK with seq = SND.UNA − 1; its reply is a duplicate ACK. ICMP lines come from R.",
+            "- Expected values come from the kernel's timer rules (net/ipv4/tcp_timer.c): a silent peer is declared dead `idle + count × interval` "
+                + "after the last segment A received; with TCP_USER_TIMEOUT the probe count is ignored; with unacknowledged data no probe is sent "
+                + "and retransmissions (capped by TCP_USER_TIMEOUT) decide. Timers never fire early and may be late by up to 12.5 %, "
+                + "so a measurement matches when it is within 4 ms + 12.5 % above the formula.",
+            "- Detected: B was broken and A found out before the deadline. Missed: it did not. "
+                + "False positive: B was healthy and the connection was closed anyway. Survived: B was healthy and the connection stayed open.",
+            "",
+        ]
+    }
+
+    /// A fence longer than any run of backticks in `text`.
+    static func codeFence(for text: String) -> String {
+        var longest = 0
+        var run = 0
+        for ch in text {
+            run = ch == "`" ? run + 1 : 0
+            longest = max(longest, run)
+        }
+        return String(repeating: "`", count: max(3, longest + 1))
+    }
+}

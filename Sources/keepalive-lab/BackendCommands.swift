@@ -1,0 +1,66 @@
+import ArgumentParser
+import CKeepaliveShim
+import Foundation
+import KeepaliveLab
+import KeepaliveNet
+
+/// Hidden: becomes the rootless backend's sandbox (user + mount + network namespace, private /run),
+/// then executes `COMMAND…` (a keepalive-lab command line) in it. Started by UserNamespaceLauncher.
+struct UserNamespaceExecCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "userns-exec",
+        abstract: "Run a keepalive-lab command inside an unprivileged user-namespace sandbox (used by --backend userns).",
+        shouldDisplay: false)
+
+    @Option(help: "When started as root, become this uid (and gid) first.")
+    var uid: UInt32?
+
+    @Flag(help: "Only check that lab namespaces can be created in the sandbox; print why not.")
+    var probe = false
+
+    @Flag(help: "As --probe, and also that a netem qdisc can be added there.")
+    var probeNetem = false
+
+    @Argument(parsing: .postTerminator, help: "The keepalive-lab command line to run.")
+    var command: [String] = []
+
+    func run() throws {
+        // Nothing before this may start a thread: the kernel refuses CLONE_NEWUSER to a threaded process.
+        let parent = getppid()
+        if let uid, getuid() == 0 {
+            var none: [gid_t] = []
+            guard setgroups(0, &none) == 0, setgid(uid) == 0, setuid(uid) == 0 else {
+                print("cannot become uid \(uid): \(String(cString: strerror(errno)))")
+                throw ExitCode(2)
+            }
+        }
+        do {
+            try UserNamespace.enterSandbox()
+        } catch {
+            print("\(error)")
+            throw ExitCode(1)
+        }
+        // A uid change or new user namespace clears the parent-death signal: arm it again.
+        _ = kal_set_parent_death_signal(SIGKILL)
+        if getppid() != parent { throw ExitCode(1) }
+        if probe || probeNetem {
+            if let reason = Privileges.namespaceUnavailableReason {
+                print("inside a user namespace: \(reason)")
+                throw ExitCode(1)
+            }
+            if probeNetem, let reason = KernelProbe.netemUnavailableReason() {
+                print("inside a user namespace: no netem: \(reason)")
+                throw ExitCode(1)
+            }
+            print("ok")
+            return
+        }
+        guard !command.isEmpty else { throw ValidationError("nothing to run: give a command after --") }
+        setenv("TMPDIR", UserNamespace.sandboxTemporaryDirectory, 1)
+        let executable = PeerProcess.selfExecutable
+        let argv = ([executable] + command).map { strdup($0) } + [nil]
+        execv(executable, argv)
+        print("exec \(executable): \(String(cString: strerror(errno)))")
+        throw ExitCode(127)
+    }
+}
