@@ -68,6 +68,10 @@ struct RunCommand: ParsableCommand {
         let runID = LabID.newRunID()
         let started = Date()
         let directory = RunDirectory(path: out ?? "runs/\(lab.name)-\(Self.timestamp(started))-\(runID)")
+        // Two runs appending to one results.jsonl would mix their trials in one report.
+        if FileManager.default.fileExists(atPath: directory.resultsPath) {
+            throw TrialError(message: "\(directory.path) already holds a run (results.jsonl); choose another --out or remove it")
+        }
         try directory.create()
         try RunOwnership.register(run: runID)
         defer { RunOwnership.unregister(run: runID) }

@@ -30,6 +30,12 @@ enum ReportFixtures {
         return Cell.grouping(try names.map(load))
     }
 
+    /// The network-fault fixtures (R misbehaves, B stays healthy), one cell each.
+    static let networkNames = ["nat-idle5-no-policy", "nat-idle5-reset-no-policy", "nat-idle5-keepalive-2-1-3",
+                               "partition3-keepalive-1-1-2", "partition3-keepalive-1-1-10", "loss30-a2b-keepalive-1-1-2"]
+
+    static func networkCells() throws -> [Cell] { Cell.grouping(try networkNames.map(load)) }
+
     static func input(_ cells: [Cell]) -> RunReportInput {
         RunReportInput(lab: "fixtures", description: "Real trials from the report fixtures.", date: "2026-11-27",
                        command: "keepalive-lab trial --keepalive 2,1,3 --fault crash --json", kernel: "6.18.44-fc-v657",
@@ -96,6 +102,173 @@ enum ReportFixtures {
         let ladder = Ladder.render(try ReportFixtures.load("crash-no-policy"))
         let last = try #require(ladder.split(separator: "\n").last)
         #expect(last.contains("=====") && last.contains("deadline") && last.contains("A never found out"))
+    }
+
+    // MARK: Network faults (R misbehaves, B stays healthy)
+
+    /// The character on a lane of a ladder line: A 0, R 30, B 60 after the 13-column time column.
+    static func lane(_ line: String, _ offset: Int) -> Character? {
+        let chars = Array(line)
+        return 13 + offset < chars.count ? chars[13 + offset] : nil
+    }
+
+    @Test func natIdleDropLadderShowsRForgettingAndTheRequestStoppingAtR() throws {
+        let r = try ReportFixtures.load("nat-idle5-no-policy")
+        let lines = Ladder.render(r).split(separator: "\n").map(String.init)
+        let fault = try #require(lines.firstIndex { $0.contains("fault: silence begins") })
+        let expiry = try #require(lines.firstIndex { $0.contains("R forgets the connection") })
+        // The HOWTO's "connection deleted from table": a mark on R's lane at conntrack_expired.
+        #expect(lines[expiry].contains("R forgets the connection (conntrack entry expired, 5.06 s idle; timeout 5 s)"))
+        #expect(lines[expiry].hasPrefix("    +4.858"))
+        #expect(Self.lane(lines[expiry], 30) == "X")
+        #expect(fault < expiry)
+        // Everything A sent after the expiry stops at R: "→x" on R's lane, B's lane untouched.
+        let afterExpiry = lines[(expiry + 1)...].filter { $0.contains("8 B") }
+        #expect(afterExpiry.count == 8)
+        for line in afterExpiry {
+            #expect(Self.lane(line, 29) == "→" && Self.lane(line, 30) == "x" && Self.lane(line, 60) == "|")
+            #expect(!line.contains("→|") && line.contains("dropped by R: invalid connection"))
+        }
+        #expect(afterExpiry[0].contains("PSH data 8 B") && afterExpiry[0].contains("the request after 10 s of silence"))
+        // R's own count agrees: 8 INVALID packets dropped.
+        #expect(r.notes.contains { $0.contains("found 8 INVALID packet(s) and dropped them") })
+        // Before the expiry, segments still cross R to B.
+        #expect(lines[..<fault].filter { $0.contains("→|") }.count == 4)
+        #expect(lines.last?.contains("R no longer knows the connection; A never found out") == true)
+    }
+
+    @Test func natIdleResetLadderDrawsRsRSTInBsName() throws {
+        let lines = Ladder.render(try ReportFixtures.load("nat-idle5-reset-no-policy")).split(separator: "\n").map(String.init)
+        let expiry = try #require(lines.firstIndex { $0.contains("R forgets the connection") })
+        let request = try #require(lines.firstIndex { $0.contains("PSH data 8 B") && $0.contains("refused by R") })
+        let rst = try #require(lines.firstIndex { $0.contains(" RST ") })
+        let detection = try #require(lines.firstIndex { $0.contains("A detects ECONNRESET") })
+        #expect(expiry < request && request < rst && rst < detection)
+        #expect(Self.lane(lines[request], 30) == "x")
+        // The RST the capture shows "from B" is R's: drawn from R's lane back to A, nothing toward B.
+        #expect(lines[rst].contains("from R in B's name, not from B"))
+        #expect(Self.lane(lines[rst], 1) == "←" && Self.lane(lines[rst], 30) == "|")
+        #expect(Array(lines[rst])[(13 + 31)...(13 + 59)].allSatisfy { $0 == " " })
+    }
+
+    @Test func natIdleSurvivedLadderGoesThroughAndSaysTheEntryNeverExpired() throws {
+        let lines = Ladder.render(try ReportFixtures.load("nat-idle5-keepalive-2-1-3")).split(separator: "\n").map(String.init)
+        let fault = try #require(lines.first { $0.contains("fault: silence begins") })
+        #expect(fault.contains("R's entry for this connection never expired"))
+        #expect(!lines.contains { $0.contains("R forgets") || $0.contains("→x") })
+        let probes = lines.filter { $0.contains("keepalive probe") }
+        #expect(probes.count == 5 && probes.allSatisfy { $0.contains("→|") })
+        #expect(lines.filter { $0.contains("probe reply") }.count == 5)
+        let request = try #require(lines.first { $0.contains("the request after 10 s of silence") })
+        #expect(request.contains("→|"))
+        #expect(lines.contains { $0.contains("PSH data 8 B") && $0.contains("the answer") && $0.contains("←") })
+    }
+
+    @Test func partitionLadderDropsProbesAndTheRSTAtR() throws {
+        let r = try ReportFixtures.load("partition3-keepalive-1-1-2")
+        let lines = Ladder.render(r).split(separator: "\n").map(String.init)
+        let dropped = lines.filter { $0.contains("dropped by R: partition") }
+        #expect(dropped.count == 2 + 1)
+        #expect(dropped.allSatisfy { Self.lane($0, 30) == "x" && !$0.contains("→|") })
+        #expect(dropped.last?.contains("RST") == true && dropped.last?.contains("A aborts the connection") == true)
+        // R's nftables counters agree: every A→B packet after the fault was dropped.
+        #expect(r.impairmentDrops?["a2b"] == ImpairmentDropCount(packets: 3, dropped: 3))
+        // A gave up before the 3 s partition ended: no heal line.
+        #expect(!lines.contains { $0.contains("partition heals") })
+    }
+
+    @Test func healedPartitionLadderShowsTheHealThenAnsweredProbes() throws {
+        let r = try ReportFixtures.load("partition3-keepalive-1-1-10")
+        let lines = Ladder.render(r).split(separator: "\n").map(String.init)
+        let heal = try #require(lines.firstIndex { $0.contains("partition heals") })
+        #expect(Self.lane(lines[heal], 30) == "^" && lines[heal].hasPrefix("    +3.017"))
+        let probes = lines.indices.filter { lines[$0].contains("keepalive probe") }
+        let before = probes.filter { $0 < heal }
+        let after = probes.filter { $0 > heal }
+        #expect(before.count == 3 && after.count == 5)
+        #expect(before.allSatisfy { lines[$0].contains("→x") && lines[$0].contains("dropped by R: partition") })
+        #expect(after.allSatisfy { lines[$0].contains("→|") && lines[$0 + 1].contains("probe reply") })
+        #expect(r.impairmentDrops?["a2b"]?.dropped == before.count)
+    }
+
+    @Test func lossLadderDrawsUnansweredProbesLostAtR() throws {
+        let r = try ReportFixtures.load("loss30-a2b-keepalive-1-1-2")
+        let lines = Ladder.render(r).split(separator: "\n").map(String.init)
+        let lost = lines.filter { $0.contains("keepalive probe") && $0.contains("→x") }
+        let answered = lines.filter { $0.contains("keepalive probe") && $0.contains("→|") && !$0.hasPrefix("    -") }
+        #expect(lost.count == r.probesLost && answered.count == r.probesAnswered)
+        #expect(lost.allSatisfy { $0.contains("lost at R: no reply") })
+        // R counted 6 drops toward B: the 5 unanswered probes and A's RST.
+        let rst = try #require(lines.first { $0.contains(" RST ") })
+        #expect(rst.contains("→x") && rst.contains("R counted 6 drops, 5 of them the unanswered probes"))
+    }
+
+    @Test func lossBothDirectionsOnFakeResultsIsDrawnAsUncertain() throws {
+        // The real a2b trial relabelled as loss in both directions (made up): an unanswered probe may
+        // have lost its reply instead, so it crosses R with a "?" and R's counter settles nothing.
+        var r = try ReportFixtures.load("loss30-a2b-keepalive-1-1-2")
+        r.spec.fault = .loss(percent: 30, direction: .both)
+        let lines = Ladder.render(r).split(separator: "\n").map(String.init)
+        let unsure = lines.filter { $0.contains("R lost the probe or its reply") }
+        #expect(unsure.count == 5 && unsure.allSatisfy { Self.lane($0, 30) == "?" && $0.contains("→|") })
+        #expect(!lines.contains { $0.contains("→x") })
+        #expect(Mermaid.render(r).contains("A-)B: keepalive probe 2 (+1.854 s), no reply: R lost the probe or its reply"))
+    }
+
+    @Test func partitionEdgeOnFakeResultsTrustsRsDropCounter() throws {
+        // The real partition trial plus a made-up data segment 3 ms after the fault: R counted only
+        // 3 drops for 4 segments, so the earliest one passed before the drop rule was in place.
+        var r = try ReportFixtures.load("partition3-keepalive-1-1-2")
+        let at = try #require(r.timeline.firstIndex { $0.t > 0 })
+        r.timeline.insert(TimelineEntry(t: 0.003, direction: .aToB, kind: .data, flags: "PA", payload: 8), at: at)
+        let lines = Ladder.render(r).split(separator: "\n").map(String.init)
+        let early = try #require(lines.first { $0.hasPrefix("    +0.003") })
+        #expect(early.contains("→|") && early.contains("passed R before its drop rule was in place (R counted 3 drops)"))
+        #expect(lines.filter { $0.contains("dropped by R: partition") }.count == 3)
+    }
+
+    @Test func mermaidDrawsDropsAtRAndNotesForExpiryAndHeal() throws {
+        let drop = Mermaid.render(try ReportFixtures.load("nat-idle5-no-policy"))
+        #expect(drop.contains("Note over R: +0.000 s fault: silence begins"))
+        #expect(drop.contains("Note over R: +4.858 s R forgets the connection (conntrack entry expired, 5.06 s idle, timeout 5 s)"))
+        #expect(drop.contains("A-xR: PSH data 8 B (+10.012 s), the request after 10 s of silence, dropped by R: invalid connection"))
+        #expect(drop.components(separatedBy: "A-xR: ").count - 1 == 8)
+        #expect(!drop.contains("A->>B: retransmission"))
+        let reset = Mermaid.render(try ReportFixtures.load("nat-idle5-reset-no-policy"))
+        #expect(reset.contains("R-->>A: RST (+10.008 s), from R in B's name"))
+        #expect(!reset.contains("B->>A: RST"))
+        let healed = Mermaid.render(try ReportFixtures.load("partition3-keepalive-1-1-10"))
+        #expect(healed.contains("A-xR: keepalive probe 1 (+0.817 s), dropped by R: partition"))
+        #expect(healed.contains("Note over R: +3.017 s partition heals"))
+        #expect(healed.contains("A->>B: keepalive probe 4 (+3.889 s)"))
+        for m in [drop, reset, healed] { #expect(!m.contains(";") && !m.contains("#")) }
+    }
+
+    @Test func networkFindingsTellWhatRDid() throws {
+        let findings = Findings.derive(try ReportFixtures.networkCells())
+        func about(_ fault: String, _ policy: String) -> [String] {
+            findings.filter { $0.cell == "\(policy) · \(fault) · idle" }.map(\.text)
+        }
+        func has(_ texts: [String], _ words: String...) -> Bool { texts.contains { t in words.allSatisfy { t.contains($0) } } }
+        let drop = about("nat-idle:5", "none")
+        #expect(has(drop, "R forgot the connection 5.06 s after the last packet it forwarded",
+                    "the request 10 s after the fault was dropped as INVALID and retransmitted 7 times into the void",
+                    "not found out by the deadline (30 s)"))
+        let reset = about("nat-idle:5,reset", "none")
+        #expect(has(reset, "R forgot the connection 5.03 s", "answered with RST by R: ECONNRESET 0.6 ms after the send"))
+        let kept = about("nat-idle:5", "keepalive 2,1,3")
+        #expect(has(kept, "keepalive probes every 2.0 s kept R's entry fresh (it never expired)", "answered 1.7 ms after the send"))
+        // nat-idle is not about false positives: R breaks the connection, not A.
+        for texts in [drop, reset, kept] { #expect(!texts.contains { $0.contains("false-positive") }) }
+        #expect(has(about("loss:30,a2b", "keepalive 1,1,2"), "R lost 5 of A's 12 keepalive probes", "7 were answered",
+                    "R dropped 6 of 13 A→B packets", "2 unanswered in a row (TCP_KEEPCNT 2)", "a false positive"))
+        #expect(has(about("partition:3", "keepalive 1,1,2"), "2 keepalive probes got no reply",
+                    "ETIMEDOUT 2.860 s after the fault", "the partition would have healed at 3 s"))
+        #expect(has(about("partition:3", "keepalive 1,1,10"), "3 keepalive probes got no reply", "after R healed, 5 were answered",
+                    "fewer than TCP_KEEPCNT 10, so the connection survived"))
+        let md = MarkdownReport.render(ReportFixtures.input(try ReportFixtures.networkCells()), chartsPrefix: "")
+        #expect(md.contains("| none | nat-idle:5 | idle | 1 | 1 broken |"))
+        #expect(md.split(separator: "\n").filter { $0.hasPrefix("| none | nat-idle") }.allSatisfy { $0.contains("| n/a |") })
     }
 
     // MARK: Mermaid
@@ -255,6 +428,14 @@ enum ReportFixtures {
         let summary = try SummaryJSON.read(from: files.summary)
         #expect(summary.cells.count == 10)
         #expect(summary.cells[0].stats.detected == 3)
+        #expect(try String(contentsOf: files.report, encoding: .utf8).contains("## Summary"))
+    }
+
+    @Test func writerWritesTheNetworkFaultSample() throws {
+        // KAL_REPORT_SAMPLE_DIR=/some/dir keeps this one in /some/dir/network.
+        guard let keep = ProcessInfo.processInfo.environment["KAL_REPORT_SAMPLE_DIR"] else { return }
+        let dir = URL(fileURLWithPath: keep).appendingPathComponent("network")
+        let files = try ReportWriter.write(ReportFixtures.input(try ReportFixtures.networkCells()), to: dir)
         #expect(try String(contentsOf: files.report, encoding: .utf8).contains("## Summary"))
     }
 

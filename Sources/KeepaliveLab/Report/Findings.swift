@@ -17,8 +17,8 @@ public enum Findings {
         var out: [Finding] = []
         for cell in cells where !cell.results.isEmpty {
             let texts = [formula(cell), probesToSilentPeer(cell), unackedData(cell), frozen(cell, all: cells),
-                         icmp(cell), reboot(cell), heartbeat(cell), nothingSent(cell), healthy(cell),
-                         probePeriod(cell), mixed(cell)].compactMap { $0 }
+                         icmp(cell), reboot(cell), heartbeat(cell), nothingSent(cell), natIdle(cell), healthy(cell),
+                         probesThroughImpairment(cell), probePeriod(cell), mixed(cell)].compactMap { $0 }
             out += texts.map { Finding(cell: cell.key.description, text: $0) }
         }
         out += fastest(cells)
@@ -203,10 +203,12 @@ public enum Findings {
         return text + " (deadline \(fmtNumber(spec.deadline)) s)"
     }
 
-    /// B stayed healthy.
+    /// B stayed healthy. Not for nat-idle: there the question is whether R kept the connection, not
+    /// whether A closed a healthy one (see `natIdle`).
     static func healthy(_ cell: Cell) -> String? {
         let s = cell.stats
         guard s.healthyTrials > 0 else { return nil }
+        if case .natIdle = cell.results.first?.spec.fault { return nil }
         return "B stayed healthy in \(s.healthyTrials) trial\(plural(s.healthyTrials)) (\(s.outcomeSummary)): "
             + "false-positive rate \(fmtPercent(s.falsePositiveRate))"
     }
@@ -238,6 +240,179 @@ public enum Findings {
             if k.idle > k.interval { text += ", not every interval: each reply restarts the idle clock" }
         }
         return text
+    }
+
+    /// nat-idle: when R's conntrack forgot the connection and what became of the first segment A
+    /// sent into the forgotten connection; or what kept the entry fresh.
+    static func natIdle(_ cell: Cell) -> String? {
+        let rs = cell.results
+        guard let spec = rs.first?.spec, case let .natIdle(timeout, mode) = spec.fault else { return nil }
+        var parts: [String] = []
+        let forgotten = rs.filter { $0.marks["conntrack_expired"] != nil }
+        let kept = rs.filter { $0.marks["conntrack_expired"] == nil }
+        let of = rs.count > 1 ? " (\(forgotten.count) of \(rs.count) trials)" : ""
+        if !forgotten.isEmpty {
+            let idle = forgotten.compactMap(\.conntrackIdleS)
+            var text = "R forgot the connection"
+                + (idle.isEmpty ? "" : " \(span(idle, digits: 2)) s after the last packet it forwarded") + of
+            text += " (timeout \(timeout) s)"
+            // The first segment A sent into the forgotten connection, in trials that got no answer.
+            let victims: [(r: TrialResult, e: TimelineEntry)] = forgotten.compactMap { r in
+                guard r.marks["answer"] == nil, let expired = r.marks["conntrack_expired"] else { return nil }
+                let after = min(r.marks["conntrack_last_seen"] ?? expired, expired)
+                return r.timeline.first { $0.direction == .aToB && $0.t > after && $0.kind != .icmp }.map { (r, $0) }
+            }
+            if victims.count == forgotten.count, let first = victims.first {
+                let isRequest = victims.allSatisfy { v in v.r.marks["send"].map { abs(v.e.t - $0) < 0.05 } ?? false }
+                let what: String
+                if isRequest {
+                    what = "the request \(fmtNumber(spec.effectiveSilence ?? first.e.t)) s after the fault"
+                } else if victims.allSatisfy({ $0.e.kind == .keepaliveProbe }) {
+                    what = "A's first keepalive probe after that (at +\(span(victims.map(\.e.t))) s)"
+                } else {
+                    what = "A's next segment (at +\(span(victims.map(\.e.t))) s)"
+                }
+                let errnos = Set(victims.map { $0.r.errno ?? "none" })
+                let silence = fmtNumber(spec.effectiveSilence ?? first.e.t)
+                switch mode {
+                case .drop:
+                    text += "; \(what) was dropped as INVALID"
+                    // The request's fate too when a probe met the forgotten entry first.
+                    let sentRequest = victims.allSatisfy { v in
+                        v.r.marks["send"].map { send in v.r.timeline.contains { $0.direction == .aToB && $0.kind == .data && abs($0.t - send) < 0.05 } } ?? false
+                    }
+                    if !isRequest, sentRequest { text += ", and so was the request \(silence) s after the fault" }
+                    let resends = victims.map { v in
+                        v.r.timeline.filter { $0.direction == .aToB && $0.kind == .retransmission && $0.t > v.e.t }.count
+                    }
+                    if (isRequest || sentRequest), resends.allSatisfy({ $0 > 0 }) {
+                        text += (isRequest ? " and" : ",") + " retransmitted \(intSpan(resends)) time\(resends.max() == 1 ? "" : "s") into the void"
+                    }
+                    if errnos == ["none"] {
+                        text += "; A had not found out by the deadline (\(fmtNumber(spec.deadline)) s)"
+                    } else if errnos.count == 1, let errno = victims[0].r.errno {
+                        let latency = victims.compactMap { v in v.r.detectionLatencyS.map { $0 - v.e.t } }
+                        text += ", until \(errno)" + (latency.count == victims.count ? " \(span(latency)) s later" : "")
+                    }
+                case .reset:
+                    text += "; \(what) was answered with RST by R"
+                    if errnos == ["ECONNRESET"] {
+                        // From the client's own send when the victim is the request (same clock as the
+                        // detection), else from the segment on the wire.
+                        let latency = victims.compactMap { v in
+                            isRequest ? v.r.foundOutAfterSendS : v.r.detectionLatencyS.map { $0 - v.e.t }
+                        }
+                        text += ": ECONNRESET" + (latency.count == victims.count
+                            ? " \(shortSpan(latency)) after the \(isRequest ? "send" : "probe")" : "")
+                    }
+                }
+            }
+            parts.append(text)
+        }
+        if !kept.isEmpty {
+            // What kept the entry fresh: probes (or heartbeats) after the fault, at their median spacing.
+            let probeGaps = kept.flatMap { r in gaps(r.timeline.filter { $0.direction == .aToB && $0.kind == .keepaliveProbe && $0.t >= 0 }) }
+            let beatGaps = kept.flatMap { r in gaps(r.timeline.filter { $0.direction == .aToB && $0.kind == .heartbeat && $0.t >= 0 }) }
+            let never = "it never expired" + (rs.count > 1 ? " in \(kept.count) of \(rs.count) trials" : "")
+            var text: String
+            if let m = ReportStats.median(probeGaps) {
+                text = "keepalive probes every \(String(format: "%.1f", m)) s kept R's entry fresh (\(never))"
+            } else if let m = ReportStats.median(beatGaps) {
+                text = "heartbeats every \(String(format: "%.1f", m)) s kept R's entry fresh (\(never))"
+            } else {
+                text = "R's entry never expired" + (rs.count > 1 ? " in \(kept.count) of \(rs.count) trials" : "")
+            }
+            let answered = kept.compactMap { r in r.marks["answer"].flatMap { a in r.marks["send"].map { a - $0 } } }
+            if answered.count == kept.count, !answered.isEmpty {
+                text += "; the request \(fmtNumber(spec.effectiveSilence ?? 0)) s after the fault was answered \(shortSpan(answered)) after the send"
+            }
+            parts.append(text)
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
+    }
+
+    /// loss / partition: A's probes after the fault, answered or lost, and what that did to the connection.
+    static func probesThroughImpairment(_ cell: Cell) -> String? {
+        let rs = cell.results
+        guard let spec = rs.first?.spec, let k = spec.effectiveClientKeepalive else { return nil }
+        let lost = rs.compactMap(\.probesLost)
+        let answered = rs.compactMap(\.probesAnswered)
+        guard lost.count == rs.count, answered.count == rs.count, rs.contains(where: { $0.probesSent > 0 }) else { return nil }
+        let per = rs.count == 1 ? "" : " per trial"
+        var text: String
+        switch spec.fault {
+        case let .loss(percent, direction):
+            let sent = zip(lost, answered).map { $0 + $1 }
+            switch direction {
+            case .a2b:
+                text = "under \(Fault.format(percent)) % loss (a2b) R lost \(intSpan(lost)) of A's \(intSpan(sent)) keepalive probes after the fault"
+                    + " on their way to B\(per); \(intSpan(answered)) were answered"
+            case .b2a:
+                text = "under \(Fault.format(percent)) % loss (b2a) \(intSpan(lost)) of A's \(intSpan(sent)) keepalive probes after the fault"
+                    + " lost their reply at R\(per); \(intSpan(answered)) were answered"
+            case .both:
+                text = "under \(Fault.format(percent)) % loss (both directions) \(intSpan(lost)) of A's \(intSpan(sent)) keepalive probes after the fault"
+                    + " got no reply (R lost the probe or its reply)\(per); \(intSpan(answered)) were answered"
+            }
+        case let .partition(seconds, direction):
+            text = "during the \(Fault.format(seconds)) s partition (\(direction.rawValue)) \(intSpan(lost)) keepalive probe\(lost.max() == 1 ? "" : "s") got no reply\(per)"
+            if rs.allSatisfy({ $0.marks["heal"] != nil }), answered.contains(where: { $0 > 0 }) {
+                text += "; after R healed, \(intSpan(answered)) were answered"
+            }
+        default:
+            return nil
+        }
+        let drops = rs.compactMap { $0.impairmentDrops?["a2b"] }
+        if drops.count == rs.count, spec.fault.impairmentDirection?.includesA2B == true {
+            text += "; R dropped \(intSpan(drops.map(\.dropped))) of \(intSpan(drops.map(\.packets))) A→B packets in all"
+        }
+        // The longest run of unanswered probes decides: TCP_KEEPCNT in a row and A gives up.
+        let runs = rs.map { r -> Int in
+            var longest = 0
+            var run = 0
+            for (i, answer) in TrialStory.probeAnswers(r.timeline).enumerated() where r.timeline[i].t >= 0 {
+                guard let answer else { continue }
+                run = answer ? 0 : run + 1
+                longest = max(longest, run)
+            }
+            return longest
+        }
+        let limit = spec.clientPolicy.userTimeoutMs.map { $0 > 0 } == true ? nil : k.count
+        if rs.allSatisfy({ $0.outcome == .falsePositive }) {
+            let latencies = rs.compactMap(\.detectionLatencyS)
+            text += "; \(intSpan(runs)) unanswered in a row"
+                + (limit.map { " (TCP_KEEPCNT \($0))" } ?? "")
+                + " and A gave up: \(ReportStats.mostCommon(rs.compactMap(\.errno)) ?? "closed") \(span(latencies)) s after the fault, a false positive"
+            if case let .partition(seconds, _) = spec.fault, let last = latencies.max(), last < seconds {
+                text += ": the partition would have healed at \(Fault.format(seconds)) s"
+            } else if case .partition = spec.fault {
+                // Healed before A's verdict, but no probe went out in between to find out.
+                let late = rs.compactMap { r -> Double? in
+                    guard let heal = r.marks["heal"], let d = r.detectionLatencyS, heal < d,
+                          !r.timeline.contains(where: { $0.kind == .keepaliveProbe && $0.direction == .aToB && $0.t > heal && $0.t < d })
+                    else { return nil }
+                    return d - heal
+                }
+                if late.count == rs.count {
+                    text += ": R had healed \(span(late)) s before, after A's last probe had gone out"
+                }
+            }
+        } else if rs.allSatisfy({ $0.outcome == .survived }) {
+            text += "; at most \(intSpan(runs)) unanswered in a row"
+                + (limit.map { ", fewer than TCP_KEEPCNT \($0)," } ?? "")
+                + " so the connection survived"
+        }
+        return text
+    }
+
+    /// "0.6 ms" below 10 ms (three decimals of a second would round it to nothing), else "0.012 s".
+    static func shortSpan(_ values: [Double]) -> String {
+        (values.max() ?? 0) < 0.01 ? span(values.map { $0 * 1000 }, digits: 1) + " ms" : span(values) + " s"
+    }
+
+    /// Spacing of consecutive entries.
+    private static func gaps(_ entries: [TimelineEntry]) -> [Double] {
+        zip(entries.dropFirst(), entries).map { $0.t - $1.t }
     }
 
     static func mixed(_ cell: Cell) -> String? {
@@ -304,4 +479,14 @@ public enum Findings {
     }
 
     static func plural(_ n: Int) -> String { n == 1 ? "" : "s" }
+}
+
+extension Fault {
+    /// The direction R impairs for loss and partition; nil for the other faults.
+    var impairmentDirection: ImpairmentDirection? {
+        switch self {
+        case let .loss(_, direction), let .partition(_, direction): return direction
+        default: return nil
+        }
+    }
 }

@@ -55,14 +55,18 @@ public enum MarkdownReport {
         md.append("Latency: fault → the client's detection, over detected trials (p95 is nearest-rank: with few trials it is the maximum). "
                   + "Expected: the formula's prediction moved onto the fault's clock. Probes, bytes: medians per trial. "
                   + "Idle overhead: what the policy sends per hour on an idle connection with a healthy B (basis per cell below). "
-                  + "False positives: closed connections among trials where B stayed healthy.")
+                  + "False positives: closed connections among trials where B stayed healthy (n/a for nat-idle: "
+                  + "there R, not A, breaks the connection; its outcomes are survived or broken).")
         return md
     }
 
     static func row(_ cell: Cell) -> String {
         let s = cell.stats
         let policy = cell.policyName == cell.policySummary ? cell.policyName : "**\(cell.policyName)**<br>\(cell.policySummary)"
-        let fp = s.healthyTrials > 0 ? "\(fmtPercent(s.falsePositiveRate)) (\(s.falsePositive)/\(s.healthyTrials))" : "n/a"
+        // nat-idle trials end survived or broken (R forgot the connection), never as a false positive.
+        var natIdle = false
+        if case .natIdle = cell.results.first?.spec.fault { natIdle = true }
+        let fp = s.healthyTrials > 0 && !natIdle ? "\(fmtPercent(s.falsePositiveRate)) (\(s.falsePositive)/\(s.healthyTrials))" : "n/a"
         let cols = [
             policy, cell.fault, cell.workload, "\(s.trials)", s.outcomeSummary,
             fmtSeconds(s.latencyMedianS), fmtSeconds(s.latencyP95S), fmtSeconds(s.latencyMaxS), fmtSeconds(s.expectedS),
@@ -142,6 +146,12 @@ public enum MarkdownReport {
                 + "while it is down its column is blank and segments sent to it end in `X`. `x` is a fault that leaves B's host up "
                 + "(on B's column: its server killed or frozen; on R's: a network fault in R). `^` is B coming back, `*` on A's column is the moment "
                 + "A's application learned, `:` marks a quiet stretch or collapsed bulk data, `=====` the end of the trial.",
+            "- Network faults: a segment that ends in `→x` on R's column was dropped by R (a partition, a loss it is known to have suffered, "
+                + "or a NAT that no longer knows the connection: \"invalid connection\" in the HOWTO's ladder) and never reached B. "
+                + "`?` on R's column: no reply came and the capture cannot tell whether R lost the segment or its reply. "
+                + "`X` on R's column is R's conntrack forgetting the connection, `^` there a partition healing. "
+                + "A line drawn from R's column back to A was sent by R itself (ICMP, or a firewall's RST in B's name). "
+                + "B→A segments R dropped are not drawn: the capture on R's link toward A never sees them.",
             "- A keepalive probe is an empty ACK with seq = SND.UNA − 1; its reply is a duplicate ACK. ICMP lines come from R.",
             "- Expected values come from the kernel's timer rules (net/ipv4/tcp_timer.c): a silent peer is declared dead `idle + count × interval` "
                 + "after the last segment A received; with TCP_USER_TIMEOUT the probe count is ignored; with unacknowledged data no probe is sent "

@@ -15,7 +15,7 @@ public enum Mermaid {
             switch line {
             case .segment(let e, let label, let path, let note):
                 var text = "\(label) (\(fmtSigned(e.t)) s)"
-                if path != .through && path != .toDeadPeer, let note { text += ", \(note)" }
+                if let note { text += ", \(note)" }
                 text = clean(text)
                 switch (e.direction, path) {
                 case (.aToB, .fromR): out.append("    R-->>B: \(text)")
@@ -33,7 +33,11 @@ public enum Mermaid {
                 let over: String
                 switch marker {
                 // The network faults happen in R; B stays healthy.
-                case .fault: over = story.fault.peerIsDead ? "B" : (story.fault == .none ? "A,B" : "R")
+                case .fault:
+                    switch story.fault {
+                    case .loss, .partition, .natIdle: over = "R"
+                    default: over = "B"
+                    }
                 case .bBack: over = "B"
                 case .conntrackExpired, .heal: over = "R"
                 case .detection: over = "A"

@@ -106,7 +106,12 @@ struct TrialStory {
 
     /// A few segments deserve a word on the side.
     static func note(_ e: TimelineEntry, _ r: TrialResult) -> String? {
-        if let last = r.marks["last_rx"], e.direction == .bToA, abs(e.t - last) < 1e-6 { return "last segment A hears from B" }
+        if let last = r.marks["last_rx"], e.direction == .bToA, abs(e.t - last) < 1e-6 {
+            if case .natIdle = r.spec.fault, e.kind == .data, let answer = r.marks["answer"], abs(e.t - answer) < 0.05 {
+                return "the answer; last segment A hears from B"
+            }
+            return "last segment A hears from B"
+        }
         if e.kind == .rst, e.direction == .aToB, let w = r.wireAbortS, abs(e.t - w) < 1e-6 { return "A aborts the connection" }
         if e.kind == .rst, e.direction == .bToA, r.marks["b_back"] != nil { return "B's fresh kernel has no such connection" }
         if e.kind == .icmp { return "from R" }
@@ -153,12 +158,28 @@ struct TrialStory {
             }
         case let .partition(seconds, direction):
             let end = r.marks["heal"] ?? seconds
+            var window: [Int] = []
             for (i, e) in timeline.enumerated() where e.direction == .aToB && e.t >= 0 && e.t < end {
                 if answers[i] == true { continue }
                 if direction.includesA2B {
                     out[i] = (.droppedAtR, "dropped by R: partition")
+                    window.append(i)
                 } else if answers[i] == false {
                     out[i] = (.through, "its reply was dropped by R: partition b2a")
+                }
+            }
+            // The drop rule takes effect a few ms after the fault instant (and the heal is stamped
+            // once it is done). When R counted fewer drops than segments drawn in the window, the
+            // earliest ones got through before the rule was in place — if they sit right at its start.
+            guard let count = r.impairmentDrops?["a2b"], count.dropped < window.count else { break }
+            let excess = window.count - count.dropped
+            let edge = 0.1
+            let early = window.prefix(excess)
+            if early.allSatisfy({ timeline[$0].t < edge }), !window.contains(where: { timeline[$0].t > end - edge }) {
+                for i in early { out[i] = (.through, "passed R before its drop rule was in place (R counted \(count.dropped) drops)") }
+            } else {
+                for i in window where timeline[i].t < edge || timeline[i].t > end - edge {
+                    out[i] = (.maybeLostAtR, "at the partition's edge: R counted \(count.dropped) drops for \(window.count) segments")
                 }
             }
         case let .loss(_, direction):
@@ -179,7 +200,7 @@ struct TrialStory {
             let unexplained = count.dropped - lost.count
             if unexplained == unknown.count, unexplained > 0 {
                 for i in unknown {
-                    out[i] = (.droppedAtR, "lost at R: its drop counter shows \(count.dropped) dropped, \(lost.count) of them probes")
+                    out[i] = (.droppedAtR, "lost at R: R counted \(count.dropped) drops, \(lost.count) of them the unanswered probes")
                 }
             }
         default:
@@ -233,6 +254,7 @@ struct TrialStory {
             switch r.outcome {
             case .missed: why = "A never found out"
             case .survived: why = "B healthy, connection still open"
+            case .broken: why = "R no longer knows the connection; A never found out"
             default: why = "outcome \(r.outcome.rawValue)"
             }
             out.append((t, .deadline, "deadline: trial ends (\(why))"))
@@ -247,21 +269,31 @@ struct TrialStory {
     private static func collapse(_ items: [(t: Double, line: Line)], above: Int, keep: Int, after: Double) -> [(t: Double, line: Line)] {
         var out: [(t: Double, line: Line)] = []
         var run: [(t: Double, entry: TimelineEntry, line: Line)] = []
+        var runPath = Path.through
         func flush() {
             if run.count > above {
                 out += run.prefix(keep).map { ($0.t, $0.line) }
                 let middle = run.dropFirst(keep).dropLast(keep)
-                out.append((middle.first!.t, .bulk(from: middle.first!.t, to: middle.last!.t,
-                                                    summary: bulkSummary(middle.map(\.entry)))))
+                var summary = bulkSummary(middle.map(\.entry))
+                switch runPath {
+                case .droppedAtR: summary += " all dropped by R"
+                case .toDeadPeer: summary += " all sent to the dead host"
+                default: break
+                }
+                out.append((middle.first!.t, .bulk(from: middle.first!.t, to: middle.last!.t, summary: summary)))
                 out += run.suffix(keep).map { ($0.t, $0.line) }
             } else {
                 out += run.map { ($0.t, $0.line) }
             }
             run.removeAll()
         }
-        // Markers break runs, so a run never straddles the fault or B's return.
+        // Markers break runs, so a run never straddles the fault or B's return; so does a change of
+        // path, so segments R dropped are never summed up with segments that got through.
         for item in items {
-            if case .segment(let e, _, let path, _) = item.line, bulkKinds.contains(e.kind), e.t > after, path == .through {
+            if case .segment(let e, _, let path, _) = item.line, bulkKinds.contains(e.kind), e.t > after,
+               path == .through || path == .droppedAtR || path == .toDeadPeer {
+                if path != runPath { flush() }
+                runPath = path
                 run.append((item.t, e, item.line))
             } else {
                 flush()

@@ -3,6 +3,7 @@ import KeepaliveNet
 
 public struct TrialError: Error, CustomStringConvertible {
     public let message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 
