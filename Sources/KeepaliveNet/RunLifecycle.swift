@@ -43,6 +43,15 @@ enum ProcessReaper {
 public enum RunOwnership {
     public static let directory = "/run/keepalive-lab"
 
+    /// Starts a run owned by this process: a new run id, registered, with SIGINT/SIGTERM tearing
+    /// down its topologies. The caller unregisters it when done.
+    public static func begin() throws -> String {
+        let run = LabID.newRunID()
+        try register(run: run)
+        InterruptCleanup.install(run: run)
+        return run
+    }
+
     public static func register(run: String) throws {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw SystemCallError("mkdir \(directory)")

@@ -31,10 +31,8 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let run = LabID.newRunID()
-        try RunOwnership.register(run: run)
+        let run = try RunOwnership.begin()
         defer { RunOwnership.unregister(run: run) }
-        InterruptCleanup.install(run: run)
         ResourceLimits.raiseOpenFiles()
         let topology = try TopologyBenchmark.measure(rounds: rounds, run: run)
         var batches: [ParallelBenchmark.Batch] = []

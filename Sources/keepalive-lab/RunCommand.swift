@@ -65,17 +65,15 @@ struct RunCommand: ParsableCommand {
         }
         let shard = try parsedShard()
         let plan = TrialPlan(lab: lab, trialsOverride: trials, shard: shard)
-        let runID = LabID.newRunID()
         let started = Date()
+        let runID = try RunOwnership.begin()
+        defer { RunOwnership.unregister(run: runID) }
         let directory = RunDirectory(path: out ?? "runs/\(lab.name)-\(Self.timestamp(started))-\(runID)")
         // Two runs appending to one results.jsonl would mix their trials in one report.
         if FileManager.default.fileExists(atPath: directory.resultsPath) {
             throw TrialError(message: "\(directory.path) already holds a run (results.jsonl); choose another --out or remove it")
         }
         try directory.create()
-        try RunOwnership.register(run: runID)
-        defer { RunOwnership.unregister(run: runID) }
-        InterruptCleanup.install(run: runID)
         ResourceLimits.raiseOpenFiles()
 
         try directory.write(plan: RunDirectory.Plan(

@@ -15,10 +15,8 @@ struct SmokeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let run = LabID.newRunID()
-        try RunOwnership.register(run: run)
+        let run = try RunOwnership.begin()
         defer { RunOwnership.unregister(run: run) }
-        InterruptCleanup.install(run: run)
         for round in 1...rounds {
             let id = try LabID(run: run, trial: "s\(round)")
             let started = ContinuousClock.now

@@ -86,10 +86,8 @@ struct TrialCommand: ParsableCommand {
             if status != 0 { throw ExitCode(status) }
             return
         }
-        let runID = LabID.newRunID()
-        try RunOwnership.register(run: runID)
+        let runID = try RunOwnership.begin()
         defer { RunOwnership.unregister(run: runID) }
-        InterruptCleanup.install(run: runID)
         let pcapPath = pcap.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         let result = try Trial(spec: spec, id: try LabID(run: runID, trial: "t1"),
                                peerExecutable: PeerProcess.selfExecutable, pcapPath: pcapPath).run()

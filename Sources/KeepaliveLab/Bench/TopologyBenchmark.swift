@@ -78,17 +78,23 @@ public enum TopologyBenchmark {
     static let ipBinary = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
         .first { FileManager.default.isExecutableFile(atPath: $0) } ?? "ip"
 
+    /// posix_spawn + waitpid: Foundation's `Process.waitUntilExit` polls its run loop and would add
+    /// tens of milliseconds per command to the baseline.
     static func ip(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ipBinary)
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw TrialError(message: "ip \(arguments.joined(separator: " ")) failed: \(text)")
+        var pid: pid_t = 0
+        let argv = ([ipBinary] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        let rc = posix_spawn(&pid, ipBinary, &actions, nil, argv, environ)
+        guard rc == 0 else { throw TrialError(message: "spawn \(ipBinary): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard status == 0 else {
+            throw TrialError(message: "ip \(arguments.joined(separator: " ")) failed with status \(status)")
         }
     }
+
 }
