@@ -78,17 +78,24 @@ public enum RunOwnership {
 
     /// Field 22 of /proc/PID/stat: start time in clock ticks since boot.
     static func startTime(of pid: pid_t) -> UInt64? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // After "pid (comm)" the fields start at field 3.
-        return fields.count > 19 ? UInt64(fields[19]) : nil
+        guard let fields = ProcStat.fields(of: pid), fields.count > 19 else { return nil }
+        return UInt64(fields[19])
     }
 
     /// Run ids that have an owner file.
     static func registeredRuns() -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         return names.filter { $0.hasSuffix(".owner") }.map { String($0.dropLast(".owner".count)) }
+    }
+}
+
+/// /proc/PID/stat, split after "pid (comm)" (comm may contain spaces and parentheses): index 0 is
+/// proc(5)'s field 3 (state), 1 ppid, 2 pgrp, 19 starttime.
+public enum ProcStat {
+    public static func fields(of pid: pid_t) -> [Substring]? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(after: close)...].split(separator: " ")
     }
 }
 

@@ -112,12 +112,8 @@ final class ChildProcess: @unchecked Sendable {
     static func processes(inGroup group: pid_t) -> [pid_t] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { entry -> pid_t? in
-            guard let pid = pid_t(entry),
-                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return nil }
-            // After "pid (comm)": state, ppid, pgrp.
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 2, fields[0] != "Z", let pgrp = pid_t(fields[2]) else { return nil }
+            guard let pid = pid_t(entry), let fields = ProcStat.fields(of: pid),
+                  fields.count > 2, fields[0] != "Z", let pgrp = pid_t(fields[2]) else { return nil }
             return pgrp == group ? pid : nil
         }
     }

@@ -186,10 +186,8 @@ public final class PeerProcess: @unchecked Sendable {
             reaped = true
             if r < 0 {
                 exitStatus = -1  // ECHILD: someone else reaped it (SIGCHLD ignored?)
-            } else if status & 0x7f == 0 {
-                exitStatus = (status >> 8) & 0xff  // WIFEXITED / WEXITSTATUS
             } else {
-                exitStatus = 128 + (status & 0x7f)  // WTERMSIG, as a shell reports it
+                exitStatus = ChildProcess.shellStatus(status)
             }
             return true
         }
