@@ -21,6 +21,36 @@ public struct DoctorReport: Codable, Sendable {
     public var backends: [BackendStatus]? = nil
     /// What `--backend auto` picks here.
     public var autoBackend: String? = nil
+    /// The lab kernel (UML with virtual time), filled by `doctor`.
+    public var labKernel: LabKernelStatus? = nil
+
+    public struct LabKernelStatus: Codable, Sendable {
+        public var built: Bool
+        public var release: String?
+        public var hz: Int?
+        public var timeTravel: Bool?
+        /// Debian's source package version it was built from.
+        public var sourceVersion: String?
+        public var directory: String?
+        public var buildSeconds: Int?
+        /// Other HZ builds present ("HZ=100 …").
+        public var others: [String]
+        /// How to build it (or another HZ).
+        public var how: String
+
+        public init(built: Bool, release: String? = nil, hz: Int? = nil, timeTravel: Bool? = nil, sourceVersion: String? = nil,
+                    directory: String? = nil, buildSeconds: Int? = nil, others: [String] = [], how: String) {
+            self.built = built
+            self.release = release
+            self.hz = hz
+            self.timeTravel = timeTravel
+            self.sourceVersion = sourceVersion
+            self.directory = directory
+            self.buildSeconds = buildSeconds
+            self.others = others
+            self.how = how
+        }
+    }
 }
 
 public enum Doctor {

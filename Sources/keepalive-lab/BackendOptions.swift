@@ -3,6 +3,10 @@ import Foundation
 import KeepaliveLab
 
 extension Backend: ExpressibleByArgument {}
+extension LabClock: ExpressibleByArgument {}
+extension KernelChoice: ExpressibleByArgument {
+    public init?(argument: String) { try? self.init(parsing: argument) }
+}
 
 /// `--backend` and its UML knobs, shared by the commands that run trials (`@OptionGroup`).
 ///
@@ -16,6 +20,20 @@ struct BackendOptions: ParsableArguments {
         valueName: "host|userns|uml|auto"))
     var backend: Backend = .auto
 
+    @Option(help: ArgumentHelp(
+        "real: wall-clock time on the kernel under test. virtual: the lab kernel's virtual time (UML time-travel): the "
+            + "guest's clock jumps over idle time, so hours of keepalive timers pass in seconds (uml backend, lab kernel). "
+            + "Default: the lab file's `clock:`, else real.",
+        valueName: "real|virtual"))
+    var clock: LabClock?
+
+    @Option(help: ArgumentHelp(
+        "The UML kernel to boot (uml backend): lab (built by `keepalive-lab kernel build`; lab:HZ for one HZ), "
+            + "debian (the user-mode-linux package: 6.1, HZ=100, no nftables ip/inet, no virtual time), or a path. "
+            + "Default: the lab file's `kernel:`, else the lab kernel when built, else Debian's.",
+        valueName: "lab|lab:HZ|debian|PATH"))
+    var kernel: KernelChoice?
+
     @Option(help: ArgumentHelp("Memory of the UML guest in MiB (uml backend, 128…16384).", valueName: "MiB"))
     var umlMemory: Int = 1024
 
@@ -23,7 +41,7 @@ struct BackendOptions: ParsableArguments {
     var umlBootTimeout: Double = 30
 
     /// The options above, by the names that take a value: stripped from the inner command line.
-    static let launcherOptions: Set<String> = ["--backend", "--uml-memory", "--uml-boot-timeout"]
+    static let launcherOptions: Set<String> = ["--backend", "--uml-memory", "--uml-boot-timeout", "--clock", "--kernel"]
 
     func validate() throws {
         guard (128...16384).contains(umlMemory) else {
@@ -34,30 +52,34 @@ struct BackendOptions: ParsableArguments {
         }
     }
 
-    var umlOptions: UMLOptions { UMLOptions(memoryMB: umlMemory, bootTimeout: umlBootTimeout) }
+    func umlOptions(clock: LabClock, labKernel: KernelChoice? = nil) -> UMLOptions {
+        UMLOptions(memoryMB: umlMemory, bootTimeout: umlBootTimeout, kernel: kernel ?? labKernel ?? .auto, clock: clock)
+    }
 
     /// Runs this command line in the chosen backend unless that is this very process (host).
     /// Returns the inner command's exit status, or nil when the caller should do the work itself.
     /// `timeout` bounds the inner command (UML: after boot).
-    /// `needsNetem`: the command asked for netem, so `auto` passes over kernels without it.
-    func runElsewhere(timeout: Double?, needsNetem: Bool = false) throws -> Int32? {
-        let choice = try BackendSelection.resolve(backend, needsNetem: needsNetem)
-        guard choice.backend != .host else { return nil }
-        if backend == .auto {
-            let why = choice.skipped.map { "\n  \($0)" }.joined()
-            FileHandle.standardError.write(Data("keepalive-lab: backend auto → \(choice.backend)\(why)\n".utf8))
+    /// `needs`: what the command's faults need from the kernel (netem, nftables) and its clock
+    /// (`--clock`, else the lab's, else real); checked before anything is built.
+    func runElsewhere(timeout: Double?, needs: KernelNeeds = KernelNeeds(), labKernel: KernelChoice? = nil) throws -> Int32? {
+        let options = umlOptions(clock: needs.clock, labKernel: labKernel)
+        let choice: BackendSelection.Choice
+        do {
+            choice = try BackendSelection.resolve(backend, needs: needs, uml: options)
+        } catch let error as BackendUnavailable {
+            FileHandle.standardError.write(Data("keepalive-lab: \(error)\n".utf8))
+            throw ExitCode(3)
         }
-        let run = try BackendLauncher.run(choice.backend,
-                                          arguments: BackendLauncher.innerArguments(launcherOptions: Self.launcherOptions),
-                                          timeout: timeout, uml: umlOptions)
+        guard choice.backend != .host else { return nil }
+        if backend == .auto || choice.umlKernel != nil {
+            let why = choice.skipped.map { "\n  \($0)" }.joined()
+            let kernel = choice.umlKernel.map { " (kernel \($0.summary); \(needs.clock) clock)" } ?? ""
+            FileHandle.standardError.write(Data("keepalive-lab: backend \(backend == .auto ? "auto → " : "")\(choice.backend)\(kernel)\(why)\n".utf8))
+        }
+        let run = try BackendLauncher.run(choice, arguments: BackendLauncher.innerArguments(launcherOptions: Self.launcherOptions),
+                                          timeout: timeout, uml: options)
         for (module, why) in run.modulesFailed.sorted(by: { $0.key < $1.key }) where ["veth", "sch_netem"].contains(module) {
             FileHandle.standardError.write(Data("keepalive-lab: UML module \(module) did not load: \(why)\n".utf8))
-        }
-        if run.status != 0, run.backend == .uml, let kernel = try? UMLKernel.installed(),
-           kernel.missingOptions.contains(where: { $0.hasPrefix("CONFIG_NF_TABLES_") }) {
-            FileHandle.standardError.write(Data(("keepalive-lab: note: the UML kernel \(kernel.release) has no nftables ip/inet "
-                + "families (\(kernel.missingOptions.joined(separator: ", ")) not set): if the error above comes from nftables, "
-                + "that fault (crash-icmp, nftables loss, nat-idle) needs the host or userns backend\n").utf8))
         }
         return run.status
     }

@@ -31,6 +31,7 @@ struct DoctorCommand: ParsableCommand {
             let statuses = BackendDoctor.examine(host: report)
             report.backends = statuses
             report.autoBackend = BackendDoctor.autoChoice(statuses)
+            report.labKernel = LabKernel.status()
         }
         if json {
             let encoder = JSONEncoder()
@@ -43,6 +44,15 @@ struct DoctorCommand: ParsableCommand {
             for check in report.checks {
                 print("\(check.available ? "ok  " : "MISSING") \(check.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(check.why)")
                 if !check.available { print("        \("".padding(toLength: 16, withPad: " ", startingAt: 0)) fix: \(check.fix)") }
+            }
+            if let lab = report.labKernel {
+                if lab.built {
+                    print("lab kernel    \(lab.release ?? "?") HZ=\(lab.hz.map(String.init) ?? "?") time-travel=\(lab.timeTravel == true ? "yes" : "no") "
+                          + "· linux-source-6.12 \(lab.sourceVersion ?? "?") · \(lab.directory ?? "")")
+                    for other in lab.others { print("              also \(other)") }
+                } else {
+                    print("lab kernel    \(lab.how)")
+                }
             }
             if let backends = report.backends {
                 print("backends (--backend auto picks \(report.autoBackend ?? "none"))")

@@ -40,7 +40,7 @@ struct NetemCheckCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let status = try environment.runElsewhere(timeout: Double(packets) * 0.01 + delayMs / 1000 + 60, needsNetem: true) {
+        if let status = try environment.runElsewhere(timeout: Double(packets) * 0.01 + delayMs / 1000 + 60, needs: KernelNeeds(netem: true, clock: environment.clock ?? .real)) {
             if status != 0 { throw ExitCode(status) }
             return
         }

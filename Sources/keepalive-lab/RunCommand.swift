@@ -58,8 +58,14 @@ struct RunCommand: ParsableCommand {
         }
         // userns / uml: the same command line runs there with --backend host; results land in the
         // same run directory (the working directory is carried over).
-        let needsNetem = lab.faults.contains { $0.impairment == .netem || $0.shape != nil }
-        if let status = try environment.runElsewhere(timeout: nil, needsNetem: needsNetem) {
+        let clock = environment.clock ?? lab.clock ?? .real
+        var needs = KernelNeeds(clock: clock)
+        for cell in lab.cells {
+            let cellNeeds = TrialPlan.spec(for: cell, lab: lab, trial: 0).kernelNeeds(clock: clock)
+            needs.netem = needs.netem || cellNeeds.netem
+            needs.nftables = needs.nftables || cellNeeds.nftables
+        }
+        if let status = try environment.runElsewhere(timeout: nil, needs: needs, labKernel: lab.kernel) {
             if status != 0 { throw ExitCode(status) }
             return
         }

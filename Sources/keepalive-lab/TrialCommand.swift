@@ -39,6 +39,11 @@ struct TrialCommand: ParsableCommand {
     @Option(help: "crash | crash-icmp | reboot:SECONDS | kill | freeze | none | loss:PCT[,DIR] | partition:SECONDS[,DIR] | nat-idle:SECONDS[,drop|reset] (DIR: both | a2b | b2a)")
     var fault: String = "crash"
 
+    @Option(name: .customLong("sysctl"), help: ArgumentHelp(
+        "A per-namespace sysctl for A and B, e.g. net.ipv4.tcp_retries2=8 (repeatable; net.ipv4.tcp_* and net.netfilter.nf_conntrack_*).",
+        valueName: "NAME=VALUE"))
+    var sysctls: [String] = []
+
     @Option(help: "Seconds after the fault before giving up (0.5…86400).")
     var deadline: Double = 30
 
@@ -67,9 +72,21 @@ struct TrialCommand: ParsableCommand {
                              fault: try Fault(parsing: fault), deadline: deadline, faultDelay: faultDelay,
                              namespaceKeepalive: try namespaceKeepalive.map(KeepaliveSetting.init(parsing:)),
                              impairment: try network.engineChoice, seed: network.seed, silence: network.silence,
-                             shape: network.shape)
+                             shape: network.shape, sysctls: try parsedSysctls())
         try spec.validate()
         return spec
+    }
+
+    func parsedSysctls() throws -> [String: String] {
+        var result: [String: String] = [:]
+        for entry in sysctls {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else {
+                throw PolicyError.malformed(field: "sysctl", input: entry, expected: "NAME=VALUE, e.g. net.ipv4.tcp_retries2=8")
+            }
+            result[parts[0]] = parts[1]
+        }
+        return result
     }
 
     func validate() throws {
@@ -79,10 +96,9 @@ struct TrialCommand: ParsableCommand {
     func run() throws {
         let spec = try spec()
         // userns / uml: the same command line runs there with --backend host; its output is ours.
-        // netem asked for: auto passes over kernels without it.
-        let needsNetem = network.impairment == "netem" || network.shape != nil
+        // netem or nftables asked for: auto passes over kernels without them.
         if let status = try environment.runElsewhere(timeout: spec.deadline + spec.faultDelay + (spec.silence ?? 0) + 120,
-                                                     needsNetem: needsNetem) {
+                                                     needs: spec.kernelNeeds(clock: environment.clock ?? .real)) {
             if status != 0 { throw ExitCode(status) }
             return
         }

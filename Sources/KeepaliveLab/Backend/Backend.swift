@@ -25,6 +25,13 @@ public enum Backend: String, CaseIterable, Codable, Sendable, CustomStringConver
 public enum ExecutionEnvironment {
     public static let backendVariable = "KEEPALIVE_LAB_BACKEND"
     public static let kernelHzVariable = "KEEPALIVE_LAB_KERNEL_HZ"
+    public static let kernelSourceVariable = "KEEPALIVE_LAB_KERNEL_SOURCE"
+
+    /// Where the kernel under test came from, as the launcher that booted it knew (UML: Debian's
+    /// package, the lab kernel and its source version, or a path); nil on the host.
+    public static var kernelSource: String? {
+        ProcessInfo.processInfo.environment[kernelSourceVariable].flatMap { $0.isEmpty ? nil : $0 }
+    }
 
     /// "host", "userns" or "uml": what results report as their `backend`.
     public static var backendLabel: String {
@@ -42,7 +49,8 @@ public enum ExecutionEnvironment {
         guard backendLabel == Backend.uml.rawValue else { return nil }
         let hz = max(kernelHz ?? 100, 1)
         let tick = 1000 / hz
-        return "kernel \(Doctor.kernelRelease()) in user-mode-linux, HZ=\(hz): timers run on \(tick) ms ticks, and a "
+        let clock = LabClock.current == .virtual ? "; " + LabClock.virtual.meaning : ""
+        return "kernel \(Doctor.kernelRelease()) in user-mode-linux (\(kernelSource ?? "UML")), HZ=\(hz)\(clock): timers run on \(tick) ms ticks, and a "
             + "0.64–5 s timer on the timer wheel's \(8 * tick) ms buckets, so each keepalive timer may fire up to a tick early "
             + "and up to \(8 * tick) ms late (a HZ=250 host: 4 ms, 32 ms); the tolerance allows one tick either way on top of 4 ms + 12.5 %"
     }
@@ -55,12 +63,30 @@ public struct BackendUnavailable: Error, CustomStringConvertible, Sendable {
     public var description: String { "backend \(backend) is not available here: \(reason)" }
 }
 
-/// Picks the environment for `auto`.
+/// What a command needs from the kernel that runs it, so that `auto` (and an explicit choice)
+/// can be checked before anything is built.
+public struct KernelNeeds: Sendable, Equatable {
+    /// A netem impairment was asked for.
+    public var netem = false
+    /// A fault uses nftables in R: crash-icmp, nat-idle, or the nftables loss engine.
+    public var nftables = false
+    public var clock: LabClock = .real
+
+    public init(netem: Bool = false, nftables: Bool = false, clock: LabClock = .real) {
+        self.netem = netem
+        self.nftables = nftables
+        self.clock = clock
+    }
+}
+
+/// Picks the environment for `auto`, and checks an explicit choice against what the command needs.
 public enum BackendSelection {
     public struct Choice: Sendable {
         public let backend: Backend
         /// Why the backends before it were passed over (empty when the first one was taken).
         public let skipped: [String]
+        /// uml: the kernel to boot.
+        public var umlKernel: UMLKernel? = nil
     }
 
     /// host when this process can create namespaces, else userns when the kernel lets an
@@ -68,26 +94,67 @@ public enum BackendSelection {
     /// With `needsNetem` (a netem impairment was asked for), a backend whose kernel has no sch_netem
     /// is passed over too — on a host without netem, auto means uml.
     public static func resolve(_ requested: Backend, needsNetem: Bool = false) throws -> Choice {
-        guard requested == .auto else { return Choice(backend: requested, skipped: []) }
+        try resolve(requested, needs: KernelNeeds(netem: needsNetem))
+    }
+
+    /// As above, for everything `needs` says: virtual time only exists in a UML kernel with
+    /// time-travel; nftables faults are never sent to a UML kernel without nftables ip/inet tables
+    /// when another backend or kernel can run them — and when none can, this refuses up front and
+    /// names the command that fixes it.
+    public static func resolve(_ requested: Backend, needs: KernelNeeds, uml: UMLOptions = UMLOptions()) throws -> Choice {
+        if needs.clock == .virtual {
+            guard requested == .auto || requested == .uml else {
+                throw BackendUnavailable(backend: requested, reason: "--clock virtual runs in the lab kernel's virtual time, "
+                    + "which only the uml backend has: use --backend uml (or auto)")
+            }
+            var options = uml
+            options.clock = .virtual
+            let kernel = try checked(try options.resolveKernel(), needs: needs)
+            return Choice(backend: .uml, skipped: requested == .auto ? ["host, userns: virtual time needs the uml backend"] : [],
+                          umlKernel: kernel)
+        }
+        switch requested {
+        case .host, .userns:
+            return Choice(backend: requested, skipped: [])
+        case .uml:
+            return Choice(backend: .uml, skipped: [], umlKernel: try checked(try uml.resolveKernel(), needs: needs))
+        case .auto:
+            break
+        }
         var skipped: [String] = []
         if let reason = Privileges.namespaceUnavailableReason {
             skipped.append("host: \(reason)")
-        } else if needsNetem, let reason = KernelProbe.netemUnavailableReason() {
+        } else if needs.netem, let reason = KernelProbe.netemUnavailableReason() {
             skipped.append("host: netem is needed and this kernel has none (\(reason))")
         } else {
             return Choice(backend: .host, skipped: skipped)
         }
-        if let reason = UserNamespaceLauncher.probe(needsNetem: needsNetem) {
+        if let reason = UserNamespaceLauncher.probe(needsNetem: needs.netem) {
             skipped.append("userns: \(reason)")
         } else {
             return Choice(backend: .userns, skipped: skipped)
         }
         do {
-            _ = try UMLKernel.installed()
-            return Choice(backend: .uml, skipped: skipped)
+            return Choice(backend: .uml, skipped: skipped, umlKernel: try checked(try uml.resolveKernel(), needs: needs))
         } catch {
             skipped.append("uml: \(error)")
         }
         throw BackendUnavailable(backend: .auto, reason: skipped.joined(separator: "; "))
+    }
+
+    /// The kernel, unless it lacks what `needs` asks for.
+    static func checked(_ kernel: UMLKernel, needs: KernelNeeds) throws -> UMLKernel {
+        if needs.nftables && kernel.lacksNftables {
+            let fix = LabKernel.find() == nil
+                ? "build the lab kernel (nftables built in) with `\(LabKernel.buildCommand())`"
+                : "boot the lab kernel: --kernel lab"
+            throw BackendUnavailable(backend: .uml, reason: "this lab has faults that use nftables in R (crash-icmp, nat-idle "
+                + "or the nftables loss engine), and the UML kernel \(kernel.summary) has no nftables ip/inet tables "
+                + "(\(kernel.missingOptions.joined(separator: ", ")) not set): \(fix)")
+        }
+        if needs.netem && kernel.missingOptions.contains("CONFIG_NET_SCH_NETEM") {
+            throw BackendUnavailable(backend: .uml, reason: "netem is needed and the UML kernel \(kernel.summary) has no sch_netem")
+        }
+        return kernel
     }
 }

@@ -65,9 +65,10 @@ public enum BackendDoctor {
         let started = Date()
         let kernel: UMLKernel
         do {
-            kernel = try UMLKernel.installed()
+            kernel = try options.resolveKernel()
         } catch {
-            return .init(name: Backend.uml.rawValue, available: false, why: "\(error)", fix: "apt-get install user-mode-linux")
+            return .init(name: Backend.uml.rawValue, available: false, why: "\(error)",
+                         fix: "apt-get install user-mode-linux, or build the lab kernel: \(LabKernel.buildCommand())")
         }
         let captured = CapturedOutput()
         do {
@@ -87,7 +88,7 @@ public enum BackendDoctor {
                 for feature in ["nftables", "conntrack"] where result.features[feature] == false {
                     result.missing[feature] = "this UML kernel is built without \(nftablesOptions.joined(separator: " and ")) "
                         + "(no ip/inet nftables tables): faults that use nftables in R (crash-icmp, nftables loss, nat-idle) "
-                        + "cannot run in it; netem and the other faults can"
+                        + "cannot run in it; netem and the other faults can; the lab kernel has them: \(LabKernel.buildCommand())"
                 }
             }
             for (module, why) in outcome.modulesFailed where ["veth", "sch_netem"].contains(module) {
@@ -95,8 +96,9 @@ public enum BackendDoctor {
             }
             let workaround = kernel.needsXstateWorkaround ? "; this CPU's XSAVE area is larger than UML \(kernel.release) "
                 + "handles: guest processes keep to SSE (ptrace NT_X86_XSTATE hidden, GLIBC_TUNABLES)" : ""
-            result.why = String(format: "%@ booted in %.1f s with the host's / as its root (hostfs), modules from %@%@",
-                                kernel.binary, outcome.bootSeconds, kernel.moduleDirectory, workaround)
+            result.why = String(format: "%@ (%@) booted in %.1f s with the host's / as its root (hostfs), %@%@",
+                                kernel.binary, kernel.summary, outcome.bootSeconds,
+                                kernel.moduleDirectory.map { "modules from \($0)" } ?? "everything built in", workaround)
             if !report.canRun { result.fix = "see the guest's checks: \(report.checks.filter { !$0.available }.map(\.why).joined(separator: "; "))" }
             return result
         } catch {

@@ -29,7 +29,14 @@ public enum BackendLauncher {
     public static func run(_ backend: Backend, arguments: [String], timeout: Double?,
                            uml: UMLOptions = UMLOptions(), output: BackendOutput? = nil,
                            executable: String = defaultExecutable) throws -> BackendRun {
-        let choice = try BackendSelection.resolve(backend)
+        try run(try BackendSelection.resolve(backend, needs: KernelNeeds(clock: uml.clock), uml: uml), arguments: arguments,
+                timeout: timeout, uml: uml, output: output, executable: executable)
+    }
+
+    /// Runs in an environment already chosen (and checked against what the command needs).
+    public static func run(_ choice: BackendSelection.Choice, arguments: [String], timeout: Double?,
+                           uml: UMLOptions = UMLOptions(), output: BackendOutput? = nil,
+                           executable: String = defaultExecutable) throws -> BackendRun {
         switch choice.backend {
         case .host, .auto:
             var environment = ProcessInfo.processInfo.environment
@@ -45,7 +52,7 @@ public enum BackendLauncher {
             return BackendRun(backend: .userns, status: status, kernel: Doctor.kernelRelease(), bootSeconds: nil, modulesFailed: [:])
         case .uml:
             let outcome = try UMLMachine.run(arguments: arguments, options: uml, timeout: timeout, output: output ?? .forward,
-                                             executable: executable)
+                                             kernel: choice.umlKernel, executable: executable)
             return BackendRun(backend: .uml, status: outcome.status, kernel: outcome.kernel, bootSeconds: outcome.bootSeconds,
                               modulesFailed: outcome.modulesFailed)
         }

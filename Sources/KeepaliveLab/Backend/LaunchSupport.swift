@@ -47,7 +47,6 @@ final class EventStream: @unchecked Sendable {
     private let condition = NSCondition()
     private var partial: [UInt8] = []
     private var events: [UMLEvent] = []
-    private var taken = 0
 
     func append(_ bytes: [UInt8]) {
         condition.lock()
@@ -70,10 +69,9 @@ final class EventStream: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while true {
-            while taken < events.count {
-                let event = events[taken]
-                taken += 1
-                if kinds.contains(event.event) { return event }
+            // Events of other kinds stay for a later wait (an exit may arrive while a status is awaited).
+            if let index = events.firstIndex(where: { kinds.contains($0.event) }) {
+                return events.remove(at: index)
             }
             if let deadline, Date() >= deadline { return nil }
             if !ending {

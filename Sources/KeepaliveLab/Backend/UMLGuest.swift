@@ -28,6 +28,7 @@ public enum UMLGuest {
             let stderr = try Console.open(line: UMLConsole.stderrLine)
             control.emit(UMLEvent(event: .ready, kernel: Doctor.kernelRelease(), uptime: uptime(),
                                   loaded: loaded, failed: failed))
+            StatusResponder.start(control: control)
             let status = try run(job, stdout: stdout, stderr: stderr)
             endEveryProcess()
             // Everything the command wrote must reach the host's pipes before the machine goes away.
@@ -125,8 +126,10 @@ public enum UMLGuest {
     }
 
     /// A guest console line in raw mode (no CR/LF translation, no echo); the host reads it from a pipe.
-    struct Console {
+    struct Console: Sendable {
         let fd: Int32
+        /// init's main thread and the status responder both write events.
+        private static let writing = NSLock()
 
         init(line: Int) { fd = (try? Self.open(line: line)) ?? 1 }
 
@@ -148,10 +151,78 @@ public enum UMLGuest {
         func emit(_ event: UMLEvent) {
             guard var line = try? JSONEncoder().encode(event) else { return }
             line.append(UInt8(ascii: "\n"))
+            Self.writing.lock()
+            defer { Self.writing.unlock() }
             BackendOutput.writeAll(fd, Array(line))
             tcdrain(fd)
             // Also on the kernel console, so a failure report shows where init got to.
             if fd != 1 { BackendOutput.writeAll(1, Array("keepalive-lab uml-init: ".utf8) + Array(line)) }
+        }
+    }
+
+    /// Answers the host's `status` requests (UMLControlRequest) on a thread of its own: the guest's
+    /// uptime, which is virtual under time-travel, and which processes ran since the previous
+    /// request — so that a stalled clock can be blamed on the process that is busy.
+    enum StatusResponder {
+        static func start(control: Console) {
+            let thread = Thread {
+                var previous = cpuTimes()
+                var pending: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 256)
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { read(control.fd, $0.baseAddress, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { return }
+                    pending += buffer[0..<n]
+                    while let newline = pending.firstIndex(where: { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }) {
+                        let word = String(decoding: pending[..<newline], as: UTF8.self)
+                        pending.removeSubrange(...newline)
+                        guard word == UMLControlRequest.status else { continue }
+                        let now = cpuTimes()
+                        control.emit(UMLEvent(event: .status, uptime: uptime(), busiest: busiest(previous: previous, now: now)))
+                        previous = now
+                    }
+                }
+            }
+            thread.name = "uml-status"
+            thread.start()
+        }
+
+        struct Sample {
+            var ticks: Int
+            var state: Substring
+            var name: String
+        }
+
+        /// pid → utime + stime (clock ticks), state and command line, from /proc.
+        static func cpuTimes() -> [pid_t: Sample] {
+            var result: [pid_t: Sample] = [:]
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+                guard let pid = pid_t(entry), pid != 1, let fields = ProcStat.fields(of: pid), fields.count > 12,
+                      let user = Int(fields[11]), let system = Int(fields[12]) else { continue }
+                let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?
+                    .split(separator: "\0").prefix(4).joined(separator: " ") ?? ""
+                result[pid] = Sample(ticks: user + system, state: fields[0], name: String(cmdline.prefix(120)))
+            }
+            return result
+        }
+
+        /// Runnable processes first (a busy loop is runnable whenever init gets to look), then by
+        /// CPU time used since the previous sample.
+        static func busiest(previous: [pid_t: Sample], now: [pid_t: Sample]) -> [String] {
+            let hz = Double(max(sysconf(Int32(_SC_CLK_TCK)), 1))
+            struct Row { var pid: pid_t; var sample: Sample; var delta: Int; var runnable: Bool }
+            var rows: [Row] = []
+            for (pid, sample) in now {
+                let delta = sample.ticks - (previous[pid]?.ticks ?? 0)
+                let runnable = sample.state == "R"
+                if runnable || delta > 0 { rows.append(Row(pid: pid, sample: sample, delta: delta, runnable: runnable)) }
+            }
+            let ranked = rows.sorted { a, b in a.runnable != b.runnable ? a.runnable : a.delta > b.delta }
+            return ranked.prefix(3).map { row in
+                String(format: "pid %d (%@) state %@, %.2f s of CPU", row.pid, row.sample.name, String(row.sample.state),
+                       Double(row.delta) / hz)
+            }
         }
     }
 }

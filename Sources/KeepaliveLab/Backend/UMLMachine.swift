@@ -11,15 +11,39 @@ public struct UMLOptions: Sendable {
     public var bootTimeout: Double = 30
     /// Loaded (with dependencies) before the command starts. The lab needs veth and sch_netem; the
     /// netfilter modules serve nftables faults where the UML kernel supports their family.
+    /// (Kernels with everything built in, like the lab kernel, load none.)
     public var modules: [String] = UMLOptions.defaultModules
+    /// Which UML kernel to boot.
+    public var kernel: KernelChoice = .auto
+    /// `.virtual`: boot with `time-travel=inf-cpu`, so the guest's clock jumps over idle time.
+    public var clock: LabClock = .real
+    /// Virtual time only: wall seconds without a sign of life from the guest after which the host
+    /// asks it whether its clock still moves. A guest whose clock moved less than a virtual second
+    /// since the last answer is stalled (a process is busy: inf-cpu time only advances when every
+    /// process is idle) and is stopped with an error naming the busiest processes.
+    public var stallSeconds: Double = 60
 
     public static let defaultModules = ["veth", "sch_netem", "nf_conntrack", "nf_nat", "nf_tables", "nft_ct",
                                         "nft_numgen", "nft_reject", "nft_masq", "nf_conntrack_netlink"]
 
-    public init(memoryMB: Int = 1024, bootTimeout: Double = 30, modules: [String] = UMLOptions.defaultModules) {
+    public init(memoryMB: Int = 1024, bootTimeout: Double = 30, modules: [String] = UMLOptions.defaultModules,
+                kernel: KernelChoice = .auto, clock: LabClock = .real) {
         self.memoryMB = memoryMB
         self.bootTimeout = bootTimeout
         self.modules = modules
+        self.kernel = kernel
+        self.clock = clock
+    }
+
+    /// The kernel these options boot, or why there is none.
+    public func resolveKernel() throws -> UMLKernel {
+        let kernel = try UMLKernel.resolve(self.kernel, needsTimeTravel: clock == .virtual)
+        if clock == .virtual && !kernel.timeTravel {
+            throw BackendUnavailable(backend: .uml, reason: "virtual time needs a UML kernel with time-travel "
+                + "(CONFIG_UML_TIME_TRAVEL_SUPPORT); \(kernel.binary) (\(kernel.release)) has none: "
+                + "build the lab kernel with `\(LabKernel.buildCommand())` and use --kernel lab")
+        }
+        return kernel
     }
 }
 
@@ -47,6 +71,8 @@ public enum UMLError: Error, CustomStringConvertible, Sendable {
     case guestFailed(String, console: [String])
     /// linux.uml ended without the guest reporting the command's exit.
     case machineDied(status: Int32, console: [String])
+    /// Virtual time stood still: a process in the guest is busy (see `UMLOptions.stallSeconds`).
+    case clockStalled(seconds: Double, detail: String, console: [String])
 
     public var description: String {
         func tail(_ console: [String]) -> String {
@@ -61,12 +87,17 @@ public enum UMLError: Error, CustomStringConvertible, Sendable {
             return "the UML guest's init failed: \(message); \(tail(console))"
         case let .machineDied(status, console):
             return "linux.uml exited (status \(status)) before the command in it finished; \(tail(console))"
+        case let .clockStalled(seconds, detail, console):
+            return "the guest's virtual clock stalled: it moved less than 1 s in the last \(Self.format(seconds)) s of wall time, "
+                + "so some process in the guest is busy (under time-travel=inf-cpu the clock only advances when every process "
+                + "waits); \(detail); the machine was stopped; \(tail(console))"
         }
     }
 
     public var consoleTail: [String] {
         switch self {
-        case let .bootTimedOut(_, c), let .commandTimedOut(_, c), let .guestFailed(_, c), let .machineDied(_, c): return c
+        case let .bootTimedOut(_, c), let .commandTimedOut(_, c), let .guestFailed(_, c), let .machineDied(_, c),
+             let .clockStalled(_, _, c): return c
         }
     }
 
@@ -90,8 +121,13 @@ public enum UMLMachine {
                          "con\(UMLConsole.kernelLine)=null,fd:1",
                          "con\(UMLConsole.stdoutLine)=null,fd:3",
                          "con\(UMLConsole.stderrLine)=null,fd:4",
-                         "con\(UMLConsole.controlLine)=null,fd:5",
+                         "con\(UMLConsole.controlLine)=fd:6,fd:5",
                          "con=null", "ssl=null", "umid=\(umid)", "uml_dir=\(umlDirectory)"]
+        if options.clock == .virtual {
+            // The clock jumps to the next timer whenever the guest is idle; CPU time is free. A fixed
+            // epoch makes repeated trials read the same instants.
+            arguments += ["time-travel=inf-cpu", "time-travel-start=\(LabClock.virtualEpochNanoseconds)"]
+        }
         // Unknown NAME=VALUE parameters become the environment of init.
         if workaround { arguments.append("GLIBC_TUNABLES=\(UMLKernel.sseOnlyTunables)") }
         arguments.append("\(UMLGuest.jobVariable)=\(jobPath)")
@@ -105,7 +141,7 @@ public enum UMLMachine {
                            timeout: Double?, output: BackendOutput = .forward,
                            kernel: UMLKernel? = nil,
                            executable: String = BackendLauncher.defaultExecutable) throws -> UMLOutcome {
-        let kernel = try kernel ?? UMLKernel.installed()
+        let kernel = try kernel ?? options.resolveKernel()
         let cwd = FileManager.default.currentDirectoryPath
         for (label, path) in [("the keepalive-lab binary", executable), ("the working directory", cwd)]
             where hiddenInGuest(path) {
@@ -127,9 +163,11 @@ public enum UMLMachine {
         var innerEnvironment = environment
         innerEnvironment[ExecutionEnvironment.backendVariable] = Backend.uml.rawValue
         innerEnvironment[ExecutionEnvironment.kernelHzVariable] = String(kernel.hz)
+        innerEnvironment[ExecutionEnvironment.kernelSourceVariable] = kernel.originDescription
         let job = UMLJob(executable: executable, arguments: arguments + ["--backend", Backend.host.rawValue],
-                         workingDirectory: cwd, environment: innerEnvironment, modules: options.modules,
-                         moduleDirectory: kernel.moduleDirectory)
+                         workingDirectory: cwd, environment: innerEnvironment,
+                         modules: kernel.moduleDirectory == nil ? [] : options.modules,
+                         moduleDirectory: kernel.moduleDirectory ?? "")
         try JSONEncoder().encode(job).write(to: URL(fileURLWithPath: jobPath))
 
         let umid = "kal-\(getpid())-\(LabID.newRunID())"
@@ -138,9 +176,10 @@ public enum UMLMachine {
         let hostEnvironment = ["HOME": directory, "TMPDIR": memoryDirectory ?? directory,
                                "PATH": "/usr/local/bin:/usr/bin:/bin"]
 
-        let console = try Pipe2(), stdout = try Pipe2(), stderr = try Pipe2(), control = try Pipe2()
+        let console = try Pipe2(), stdout = try Pipe2(), stderr = try Pipe2(), control = try Pipe2(), request = try Pipe2()
         let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
-        let childEnds = [devnull, console.write, console.write, stdout.write, stderr.write, control.write]
+        // fd 6: the control console's input, for questions to init (is your clock moving?).
+        let childEnds = [devnull, console.write, console.write, stdout.write, stderr.write, control.write, request.read]
         let started = Date()
         let machine: ChildProcess
         do {
@@ -153,10 +192,11 @@ public enum UMLMachine {
                                        cleanupPaths: [directory] + (memoryDirectory.map { [$0] } ?? []))
         } catch {
             for fd in Set(childEnds) { close(fd) }
-            for fd in [console.read, stdout.read, stderr.read, control.read] { close(fd) }
+            for fd in [console.read, stdout.read, stderr.read, control.read, request.write] { close(fd) }
             throw error
         }
         for fd in Set(childEnds) { close(fd) }
+        defer { close(request.write) }
         let registration = ActiveLaunches.shared.add { [memoryDirectory] in
             machine.killAndReap(timeout: 2)
             removeTree(directory)
@@ -190,7 +230,23 @@ public enum UMLMachine {
             throw UMLError.guestFailed(ready.message ?? "unknown error", console: consoleTail.last)
         }
         // The command: until init reports its exit.
-        guard let end = events.wait(for: [.exit, .error], timeout: timeout, while: { !machine.poll() }) else {
+        let watchdog = options.clock == .virtual
+            ? StallWatchdog(request: request.write, events: events, stallSeconds: options.stallSeconds, lastUptime: ready.uptime)
+            : nil
+        let commandDeadline = timeout.map { Date().addingTimeInterval($0) }
+        var end: UMLEvent?
+        while end == nil {
+            let remaining = commandDeadline.map { $0.timeIntervalSinceNow }
+            if let remaining, remaining <= 0 { break }
+            let step = [remaining, watchdog?.stallSeconds].compactMap { $0 }.min()
+            end = events.wait(for: [.exit, .error], timeout: step, while: { !machine.poll() })
+            if end != nil || machine.poll() { break }
+            if let watchdog, let stall = watchdog.check(alive: { !machine.poll() }) {
+                finish()
+                throw UMLError.clockStalled(seconds: watchdog.stallSeconds, detail: stall, console: consoleTail.last)
+            }
+        }
+        guard let end else {
             let died = machine.poll()
             finish()
             if died { throw UMLError.machineDied(status: machine.exitStatus ?? -1, console: consoleTail.last) }
@@ -236,5 +292,38 @@ public enum UMLMachine {
     static func freeBytes(_ path: String) -> UInt64 {
         let attributes = try? FileManager.default.attributesOfFileSystem(forPath: path)
         return (attributes?[.systemFreeSize] as? NSNumber)?.uint64Value ?? 0
+    }
+}
+
+/// Virtual time only moves when every process in the guest waits: one busy process stops it, and a
+/// trial would hang for ever. When the guest has said nothing for `stallSeconds` of wall time, the
+/// host asks init for its uptime (virtual) and its busiest processes; less than a virtual second
+/// of progress since the previous answer is a stall.
+final class StallWatchdog: @unchecked Sendable {
+    let request: Int32
+    let events: EventStream
+    let stallSeconds: Double
+    /// Guest uptime at the previous answer (or at ready).
+    private var lastUptime: Double?
+
+    init(request: Int32, events: EventStream, stallSeconds: Double, lastUptime: Double?) {
+        self.request = request
+        self.events = events
+        self.stallSeconds = stallSeconds
+        self.lastUptime = lastUptime
+    }
+
+    /// nil while the clock moves; else what init said about its busiest processes.
+    func check(alive: () -> Bool) -> String? {
+        BackendOutput.writeAll(request, Array("\(UMLControlRequest.status)\n".utf8))
+        // init answers as soon as the scheduler lets its reader run; a busy loop gets preempted.
+        guard let answer = events.wait(for: [.status], timeout: 10, while: alive) else {
+            return "init did not answer within 10 s (the guest is too busy to schedule it)"
+        }
+        defer { lastUptime = answer.uptime }
+        guard let now = answer.uptime, let before = lastUptime, now - before < 1 else { return nil }
+        let busiest = answer.busiest ?? []
+        return String(format: "guest uptime %.6f s → %.6f s; ", before, now)
+            + (busiest.isEmpty ? "init found no process that ran" : "busiest since then: " + busiest.joined(separator: "; "))
     }
 }

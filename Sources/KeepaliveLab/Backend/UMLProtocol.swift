@@ -24,6 +24,8 @@ public struct UMLEvent: Codable, Sendable {
         case exit
         /// Init could not do its job; `message` says why.
         case error
+        /// An answer to the host's `status` request: `uptime` and `busiest`.
+        case status
     }
 
     public var event: Kind
@@ -35,9 +37,13 @@ public struct UMLEvent: Codable, Sendable {
     public var failed: [String: String]?
     public var status: Int32?
     public var message: String?
+    /// `status`: the processes that ran the most since the previous request ("pid 42 keepalive-lab
+    /// peer …: 1.234 s on CPU").
+    public var busiest: [String]?
 
     public init(event: Kind, kernel: String? = nil, uptime: Double? = nil, loaded: [String]? = nil,
-                failed: [String: String]? = nil, status: Int32? = nil, message: String? = nil) {
+                failed: [String: String]? = nil, status: Int32? = nil, message: String? = nil, busiest: [String]? = nil) {
+        self.busiest = busiest
         self.event = event
         self.kernel = kernel
         self.uptime = uptime
@@ -46,6 +52,12 @@ public struct UMLEvent: Codable, Sendable {
         self.status = status
         self.message = message
     }
+}
+
+/// What the host may ask the guest's init on the control console's input (one word a line).
+enum UMLControlRequest {
+    /// Answer with a `status` event.
+    static let status = "status"
 }
 
 /// The guest's consoles, as the host wires them: each is a UML console line on a host pipe.

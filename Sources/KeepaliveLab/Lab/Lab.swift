@@ -10,6 +10,10 @@ public struct Lab: Codable, Sendable, Equatable {
     public var expectations: [LabExpectation]
     /// Where the lab came from (file path), for messages and reports.
     public var source: String
+    /// `clock: virtual` runs the lab in the lab kernel's virtual time (nil: real).
+    public var clock: LabClock? = nil
+    /// `kernel:` for the uml backend (nil: the lab kernel when built, else Debian's).
+    public var kernel: KernelChoice? = nil
 
     /// One row of the matrix: the cells of a policy × fault pair share all of this.
     public struct Cell: Codable, Sendable, Equatable {
@@ -30,11 +34,14 @@ public struct NamedPolicy: Codable, Sendable, Equatable {
     public var server: Policy
     /// net.ipv4.tcp_keepalive_* in A's and B's namespaces for this policy (nil: kernel defaults).
     public var namespaceKeepalive: KeepaliveSetting?
+    /// Other per-namespace sysctls in A and B (e.g. net.ipv4.tcp_retries2).
+    public var sysctls: [String: String]? = nil
 
     public var summary: String {
         var parts = ["client: \(client.summary)"]
         if server != .none { parts.append("server: \(server.summary)") }
         if let k = namespaceKeepalive { parts.append("sysctl tcp_keepalive \(k)") }
+        for (name, value) in (sysctls ?? [:]).sorted(by: { $0.key < $1.key }) { parts.append("sysctl \(name)=\(value)") }
         return parts.joined(separator: "; ")
     }
 }

@@ -36,7 +36,7 @@ public struct LabParser {
         }
         let top = try mapping(root, "", allowed: [
             "name", "description", "trials", "seed", "deadline", "workload", "fault_delay", "namespace_keepalive",
-            "impairment", "policies", "faults", "expectations",
+            "impairment", "policies", "faults", "expectations", "clock", "kernel",
         ])
         let name = try string(top["name"], "name", required: true, node: root)!
         guard name.range(of: "^[A-Za-z0-9._-]{1,60}$", options: .regularExpression) != nil else {
@@ -66,7 +66,8 @@ public struct LabParser {
         }
         let lab = Lab(name: name, description: try string(top["description"], "description") ?? "",
                       policies: policies, faults: faults, trials: trials, seed: UInt64(seed),
-                      expectations: expectations, source: file)
+                      expectations: expectations, source: file,
+                      clock: try clock(top["clock"], "clock"), kernel: try kernelChoice(top["kernel"], "kernel"))
         // Every cell must make a valid trial before anything is created.
         for cell in lab.cells {
             do {
@@ -88,7 +89,7 @@ public struct LabParser {
     // MARK: Sections
 
     func policy(_ node: Node, _ key: String, labKeepalive: KeepaliveSetting?) throws -> NamedPolicy {
-        let map = try mapping(node, key, allowed: ["name", "client", "server", "namespace_keepalive"])
+        let map = try mapping(node, key, allowed: ["name", "client", "server", "namespace_keepalive", "sysctls"])
         let name = try string(map["name"], "\(key).name", required: true, node: node)!
         guard name.range(of: "^[A-Za-z0-9._+-]{1,40}$", options: .regularExpression) != nil else {
             throw fail(map["name"], "\(key).name", "\"\(name)\" is not allowed: use 1…40 letters, digits, '.', '_', '+' or '-'")
@@ -97,7 +98,38 @@ public struct LabParser {
             name: name,
             client: try socketPolicy(map["client"], "\(key).client"),
             server: try socketPolicy(map["server"], "\(key).server"),
-            namespaceKeepalive: try keepalive(map["namespace_keepalive"], "\(key).namespace_keepalive") ?? labKeepalive)
+            namespaceKeepalive: try keepalive(map["namespace_keepalive"], "\(key).namespace_keepalive") ?? labKeepalive,
+            sysctls: try sysctls(map["sysctls"], "\(key).sysctls"))
+    }
+
+    /// `sysctls: {net.ipv4.tcp_retries2: 8}`: per-namespace knobs for A and B.
+    func sysctls(_ node: Node?, _ key: String) throws -> [String: String]? {
+        guard let node else { return nil }
+        guard case .mapping(let map) = node else { throw fail(node, key, "expected a mapping of sysctl name: value") }
+        var result: [String: String] = [:]
+        for (name, value) in map {
+            guard case .scalar(let n) = name else { throw fail(name, key, "expected a sysctl name") }
+            let entry = "\(key).\(n.string)"
+            guard let text = try string(value, entry) else { continue }
+            do { try TrialSpec.validateSysctl(name: n.string, value: text) } catch let error as PolicyError {
+                throw fail(name, entry, error.description)
+            }
+            result[n.string] = text
+        }
+        return result.isEmpty ? nil : result
+    }
+
+    func clock(_ node: Node?, _ key: String) throws -> LabClock? {
+        guard let text = try string(node, key) else { return nil }
+        guard let clock = LabClock(rawValue: text) else {
+            throw fail(node, key, "\"\(text)\" is not a clock: use real or virtual (the lab kernel's time-travel)")
+        }
+        return clock
+    }
+
+    func kernelChoice(_ node: Node?, _ key: String) throws -> KernelChoice? {
+        guard let text = try string(node, key) else { return nil }
+        do { return try KernelChoice(parsing: text) } catch let error as PolicyError { throw fail(node, key, error.description) }
     }
 
     func socketPolicy(_ node: Node?, _ key: String) throws -> Policy {

@@ -29,11 +29,11 @@ public struct TrialPlan: Sendable {
 
     /// Trial k of every cell gets seed `lab.seed + k`: policies are compared under the same random
     /// loss sequences where the engine can be seeded.
-    static func spec(for cell: Lab.Cell, lab: Lab, trial: Int) -> TrialSpec {
+    public static func spec(for cell: Lab.Cell, lab: Lab, trial: Int) -> TrialSpec {
         TrialSpec(clientPolicy: cell.policy.client, serverPolicy: cell.policy.server,
                   workload: cell.fault.workload, fault: cell.fault.fault, deadline: cell.fault.deadline,
                   faultDelay: cell.fault.faultDelay, namespaceKeepalive: cell.policy.namespaceKeepalive,
                   impairment: cell.fault.impairment, seed: lab.seed &+ UInt64(trial), silence: cell.fault.silence,
-                  shape: cell.fault.shape)
+                  shape: cell.fault.shape, sysctls: cell.policy.sysctls ?? [:])
     }
 }

@@ -49,7 +49,10 @@ public struct Trial {
         let topology = try Topology.build(id: id)
         defer { topology.teardown() }
         for ns in [topology.a, topology.b] {
-            try ns.perform { try Self.applyNamespaceKeepalive(spec.namespaceKeepalive) }
+            try ns.perform {
+                try Self.applyNamespaceKeepalive(spec.namespaceKeepalive)
+                for (name, value) in spec.sysctls.sorted(by: { $0.key < $1.key }) { try Sysctl.write(name, value) }
+            }
         }
         // R's impairment engine and NAT role exist before any traffic (conntrack must see the SYN).
         let network = NetworkFaultDriver(spec: spec, topology: topology)

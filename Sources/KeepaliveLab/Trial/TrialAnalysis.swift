@@ -192,6 +192,9 @@ struct TrialAnalysis {
             timeline: timeline,
             marks: marks,
             notes: notes)
+        result.clock = LabClock.current.rawValue
+        result.kernelHz = ExecutionEnvironment.kernelHz
+        result.kernelSource = ExecutionEnvironment.kernelSource
         applyNetworkFault(to: &result)
         return result
     }

@@ -73,6 +73,12 @@ public struct TrialResult: Codable, Sendable {
     public var brokenHow: String? = nil
     /// nat-idle: the client's send → A's detection (negative: A found out before sending).
     public var foundOutAfterSendS: Double? = nil
+    /// "real" or "virtual" (UML time-travel); nil in results from before clocks were recorded (real).
+    public var clock: String? = nil
+    /// CONFIG_HZ of the kernel that ran the trial, where known.
+    public var kernelHz: Int? = nil
+    /// Where that kernel came from: e.g. "lab kernel (linux-source-6.12 6.12.117-1~deb12u1)".
+    public var kernelSource: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case outcome, errno
@@ -107,6 +113,9 @@ public struct TrialResult: Codable, Sendable {
         case answerReceived = "answer_received"
         case brokenHow = "broken_how"
         case foundOutAfterSendS = "found_out_after_send_s"
+        case clock
+        case kernelHz = "kernel_hz"
+        case kernelSource = "kernel_source"
     }
 }
 
