@@ -62,6 +62,18 @@ struct BackendOptions: ParsableArguments {
     /// `needs`: what the command's faults need from the kernel (netem, nftables) and its clock
     /// (`--clock`, else the lab's, else real); checked before anything is built.
     func runElsewhere(timeout: Double?, needs: KernelNeeds = KernelNeeds(), labKernel: KernelChoice? = nil) throws -> Int32? {
+        let (choice, options) = try choose(needs: needs, labKernel: labKernel)
+        guard choice.backend != .host else { return nil }
+        let run = try BackendLauncher.run(choice, arguments: BackendLauncher.innerArguments(launcherOptions: Self.launcherOptions),
+                                          timeout: timeout, uml: options)
+        Self.reportModules(run)
+        return run.status
+    }
+
+    /// The backend (and UML kernel) for a command that needs `needs`, said on stderr when it is not
+    /// simply this process; a backend that cannot serve it ends the command here, before anything
+    /// is built (exit status 3), with the reason and the fix.
+    func choose(needs: KernelNeeds, labKernel: KernelChoice? = nil) throws -> (BackendSelection.Choice, UMLOptions) {
         let options = umlOptions(clock: needs.clock, labKernel: labKernel)
         let choice: BackendSelection.Choice
         do {
@@ -70,17 +82,17 @@ struct BackendOptions: ParsableArguments {
             FileHandle.standardError.write(Data("keepalive-lab: \(error)\n".utf8))
             throw ExitCode(3)
         }
-        guard choice.backend != .host else { return nil }
-        if backend == .auto || choice.umlKernel != nil {
+        if choice.backend != .host && (backend == .auto || choice.umlKernel != nil) {
             let why = choice.skipped.map { "\n  \($0)" }.joined()
             let kernel = choice.umlKernel.map { " (kernel \($0.summary); \(needs.clock) clock)" } ?? ""
             FileHandle.standardError.write(Data("keepalive-lab: backend \(backend == .auto ? "auto → " : "")\(choice.backend)\(kernel)\(why)\n".utf8))
         }
-        let run = try BackendLauncher.run(choice, arguments: BackendLauncher.innerArguments(launcherOptions: Self.launcherOptions),
-                                          timeout: timeout, uml: options)
+        return (choice, options)
+    }
+
+    static func reportModules(_ run: BackendRun) {
         for (module, why) in run.modulesFailed.sorted(by: { $0.key < $1.key }) where ["veth", "sch_netem"].contains(module) {
             FileHandle.standardError.write(Data("keepalive-lab: UML module \(module) did not load: \(why)\n".utf8))
         }
-        return run.status
     }
 }

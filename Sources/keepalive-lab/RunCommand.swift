@@ -33,10 +33,16 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Run only slice I of N of the matrix (e.g. 2/4), deterministic, for splitting across machines.")
     var shard: String?
 
+    @Option(help: ArgumentHelp("uml backend: UML guests at once, each running a shard of the matrix with --parallel trials "
+                               + "(a guest has one CPU); merged into one run. Default: the number of CPUs.", valueName: "N"))
+    var guests: Int?
+
     func validate() throws {
         guard (1...512).contains(parallel) else { throw ValidationError("--parallel \(parallel) is out of range: 1…512") }
         if let trials, !(1...1000).contains(trials) { throw ValidationError("--trials \(trials) is out of range: 1…1000") }
         _ = try parsedShard()
+        if let guests, !(1...64).contains(guests) { throw ValidationError("--guests \(guests) is out of range: 1…64") }
+        if guests != nil && shard != nil { throw ValidationError("--guests splits the run into shards itself: give --guests or --shard, not both") }
     }
 
     func parsedShard() throws -> (Int, Int)? {
@@ -65,8 +71,19 @@ struct RunCommand: ParsableCommand {
             needs.netem = needs.netem || cellNeeds.netem
             needs.nftables = needs.nftables || cellNeeds.nftables
         }
-        if let status = try environment.runElsewhere(timeout: nil, needs: needs, labKernel: lab.kernel) {
-            if status != 0 { throw ExitCode(status) }
+        let (choice, umlOptions) = try environment.choose(needs: needs, labKernel: lab.kernel)
+        if choice.backend != .host {
+            let count = TrialPlan(lab: lab, trialsOverride: trials, shard: nil).items.count
+            let guests = choice.backend == .uml && shard == nil ? min(self.guests ?? ProcessInfo.processInfo.activeProcessorCount, count) : 1
+            if guests > 1 {
+                try GuestFanOut(lab: lab, choice: choice, options: umlOptions, guests: guests, parallel: parallel,
+                                out: out ?? "runs/\(lab.name)-\(Self.timestamp(Date()))-\(LabID.newRunID())", pcaps: pcaps).run()
+                return
+            }
+            let run = try BackendLauncher.run(choice, arguments: BackendLauncher.innerArguments(launcherOptions: BackendOptions.launcherOptions),
+                                              timeout: nil, uml: umlOptions)
+            BackendOptions.reportModules(run)
+            if run.status != 0 { throw ExitCode(run.status) }
             return
         }
         let shard = try parsedShard()
@@ -86,7 +103,8 @@ struct RunCommand: ParsableCommand {
             lab: lab, run: runID, command: CommandLine.arguments.dropFirst().reduce("keepalive-lab") { $0 + " " + Self.quote($1) },
             started: ISO8601DateFormatter().string(from: started), kernel: Doctor.kernelRelease(),
             backend: ExecutionEnvironment.backendLabel,
-            shard: shard.map { "\($0.0)/\($0.1)" }, trials: trials ?? lab.trials, parallel: parallel))
+            shard: shard.map { "\($0.0)/\($0.1)" }, trials: trials ?? lab.trials, parallel: parallel,
+            clock: LabClock.current.rawValue))
         FileHandle.standardError.write(Data("lab \(lab.name): \(plan.items.count) trials (\(lab.cells.count) cells), up to \(parallel) at once → \(directory.path)\n".utf8))
         let runner = LabRunner(lab: lab, plan: plan, directory: directory, runID: runID, parallel: parallel,
                                peerExecutable: PeerProcess.selfExecutable, progress: RunProgress(total: plan.items.count))

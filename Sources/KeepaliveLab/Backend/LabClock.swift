@@ -12,9 +12,6 @@ public enum LabClock: String, Codable, Sendable, CaseIterable, CustomStringConve
 
     public var description: String { rawValue }
 
-    /// 2026-01-01T00:00:00Z: every virtual-time guest starts its clock here.
-    public static let virtualEpochNanoseconds: UInt64 = 1_767_225_600_000_000_000
-
     /// The clock of the kernel this process runs on: virtual when that kernel was booted with
     /// time-travel (read from its own command line, not from anything a launcher said).
     public static var current: LabClock {

@@ -46,9 +46,15 @@ public struct RunDirectory: Sendable {
         public var shard: String?
         public var trials: Int
         public var parallel: Int
+        /// "real" or "virtual"; nil in plans from before clocks were recorded (real).
+        public var clock: String? = nil
+        /// How many UML guests ran the run's shards at once (nil: one process).
+        public var guests: Int? = nil
 
         public init(lab: Lab, run: String, command: String, started: String, kernel: String, backend: String,
-                    shard: String?, trials: Int, parallel: Int) {
+                    shard: String?, trials: Int, parallel: Int, clock: String? = nil, guests: Int? = nil) {
+            self.clock = clock
+            self.guests = guests
             self.lab = lab
             self.run = run
             self.command = command

@@ -44,11 +44,21 @@ public enum RunReporting {
         let engines = Set(results.compactMap(\.impairmentEngine)).sorted()
         let backends = Set(results.map(\.backend)).sorted()
         let kernels = Set(results.map(\.kernel)).sorted()
-        return RunReportInput(
+        var input = RunReportInput(
             lab: plan.lab.name, description: plan.lab.description, date: plan.started, command: plan.command,
             kernel: kernels.isEmpty ? plan.kernel : kernels.joined(separator: ", "),
             backend: backends.isEmpty ? plan.backend : backends.joined(separator: ", "),
             impairmentEngine: engines.isEmpty ? nil : engines.joined(separator: ", "), cells: cells)
+        let clocks = Set(results.compactMap(\.clock)).sorted()
+        let clock = clocks.isEmpty ? plan.clock : clocks.joined(separator: ", ")
+        input.clock = clock.map { name in LabClock(rawValue: name).map { $0.meaning } ?? name }
+        let details = Set(results.compactMap { r in
+            r.kernelSource.map { source in source + (r.kernelHz.map { ", HZ=\($0)" } ?? "") }
+        }).sorted()
+        input.kernelDetail = details.isEmpty ? nil : details.joined(separator: "; ")
+        input.concurrency = plan.guests.map { "\($0) UML guests at once (one CPU each), up to \(plan.parallel) trials at once in each" }
+            ?? "up to \(plan.parallel) trials at once" + (plan.backend == Backend.uml.rawValue ? " in one UML guest (one CPU)" : "")
+        return input
     }
 
     /// Deletes every capture that is not the representative trial of its cell (what the report

@@ -33,8 +33,10 @@ public enum MarkdownReport {
         md.append("| | |")
         md.append("|---|---|")
         md.append("| Date | \(markdownCell(input.date)) |")
-        md.append("| Kernel | \(markdownCell(input.kernel)) |")
+        md.append("| Kernel | \(markdownCell(input.kernel + (input.kernelDetail.map { " — \($0)" } ?? ""))) |")
         md.append("| Backend | \(markdownCell(input.backend)) |")
+        if let clock = input.clock { md.append("| Clock | \(markdownCell(clock)) |") }
+        if let concurrency = input.concurrency { md.append("| Concurrency | \(markdownCell(concurrency)) |") }
         md.append("| Impairment engine | \(markdownCell(input.impairmentEngine ?? "none (no impairment in this lab)")) |")
         md.append("| Trials | \(trials) in \(input.cells.count) cell\(input.cells.count == 1 ? "" : "s") |")
         md.append("| Expectations | " + (checks.isEmpty ? "none declared" : "\(passed) of \(checks.count) passed \(passed == checks.count ? "✅" : "❌")") + " |")

@@ -9,6 +9,12 @@ public struct RunReportInput: Sendable {
     public var command: String
     public var kernel: String
     public var backend: String
+    /// "real" / "virtual" with what it means; nil for runs from before clocks were recorded.
+    public var clock: String? = nil
+    /// Where the kernel came from and its HZ (UML), e.g. "lab kernel (linux-source-6.12 …), HZ=250".
+    public var kernelDetail: String? = nil
+    /// How the run was spread: UML guests at once and trials per guest.
+    public var concurrency: String? = nil
     /// nil when the lab needs no impairment (netem, nftables …).
     public var impairmentEngine: String?
     public var cells: [Cell]

@@ -1,0 +1,138 @@
+import ArgumentParser
+import Foundation
+import KeepaliveLab
+import KeepaliveNet
+
+/// `run` on the uml backend with several guests: a UML guest has one CPU, so the matrix is split
+/// into one deterministic shard per guest (`--shard i/N`), the guests run at once (each with its
+/// own kernel and `--parallel` trials), and their run directories are merged into one run.
+struct GuestFanOut {
+    let lab: Lab
+    let choice: BackendSelection.Choice
+    let options: UMLOptions
+    let guests: Int
+    let parallel: Int
+    let out: String
+    let pcaps: PcapRetention
+
+    /// Options of the outer command that each guest's command gets its own value for.
+    static let replacedOptions: Set<String> = ["--out", "--guests", "--parallel", "--pcaps", "--shard"]
+
+    func run() throws {
+        let target = RunDirectory(path: out)
+        if FileManager.default.fileExists(atPath: target.resultsPath) || FileManager.default.fileExists(atPath: "\(out)/guests") {
+            throw TrialError(message: "\(out) already holds a run (results.jsonl); choose another --out or remove it")
+        }
+        let inner = BackendLauncher.innerArguments(launcherOptions: BackendOptions.launcherOptions.union(Self.replacedOptions))
+        let directories = (1...guests).map { RunDirectory(path: "\(out)/guests/guest-\($0)") }
+        FileHandle.standardError.write(Data("keepalive-lab: \(guests) UML guests at once, one shard each, up to \(parallel) trials per guest\n".utf8))
+        let started = Date()
+        let statuses = StatusList(count: guests)
+        let group = DispatchGroup()
+        for (index, directory) in directories.enumerated() {
+            let arguments = inner + ["--shard", "\(index + 1)/\(guests)", "--out", directory.path, "--parallel", String(parallel),
+                                     "--pcaps", "all"]
+            let prefix = LinePrefixer(prefix: "[guest \(index + 1)/\(guests)] ")
+            // A thread per guest: each blocks in its own launcher until its machine is gone.
+            let thread = Thread { [choice, options] in
+                do {
+                    let run = try BackendLauncher.run(choice, arguments: arguments, timeout: nil, uml: options, output: prefix.sink)
+                    BackendOptions.reportModules(run)
+                    statuses.set(index, .success(run.status))
+                } catch {
+                    statuses.set(index, .failure(error))
+                }
+                prefix.flush()
+                group.leave()
+            }
+            group.enter()
+            thread.start()
+        }
+        group.wait()
+        var failures: [String] = []
+        for (index, status) in statuses.all.enumerated() {
+            switch status {
+            // 1: an expectation failed in that shard; the merged run judges every expectation again.
+            case .success(let code) where code == 0 || code == 1: break
+            case .success(let code): failures.append("guest \(index + 1): exit status \(code)")
+            case .failure(let error): failures.append("guest \(index + 1): \(error)")
+            case nil: failures.append("guest \(index + 1): did not report")
+            }
+        }
+        let present = directories.filter { FileManager.default.fileExists(atPath: $0.planPath) }
+        guard !present.isEmpty else { throw TrialError(message: "no guest produced a run: \(failures.joined(separator: "; "))") }
+        _ = try RunReporting.merge(present, into: target)
+        var plan = try target.readPlan()
+        plan.guests = guests
+        plan.parallel = parallel
+        plan.command = CommandLine.arguments.dropFirst().reduce("keepalive-lab") { $0 + " " + RunCommand.quote($1) }
+        try target.write(plan: plan)
+        let outcome = try RunReporting.render(directory: target)
+        try? FileManager.default.removeItem(atPath: "\(out)/guests")
+        switch pcaps {
+        case .all: break
+        case .representative: try RunReporting.keepRepresentativePcaps(directory: target)
+        case .none: try? FileManager.default.removeItem(atPath: target.pcapDirectory)
+        }
+        print(outcome.summaryText)
+        FileHandle.standardError.write(Data(String(format: "keepalive-lab: %d guests, %.1f s wall → %@\n", guests,
+                                                   Date().timeIntervalSince(started), out).utf8))
+        if !failures.isEmpty {
+            FileHandle.standardError.write(Data("keepalive-lab: \(failures.joined(separator: "; "))\n".utf8))
+            throw ExitCode(1)
+        }
+        if outcome.failedExpectations > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Per-guest results, filled by the guests' threads.
+private final class StatusList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Result<Int32, any Error>?]
+
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ index: Int, _ value: Result<Int32, any Error>) { lock.withLock { values[index] = value } }
+    var all: [Result<Int32, any Error>?] { lock.withLock { values } }
+}
+
+/// Forwards a guest's output line by line with its name in front, so that two guests' lines do
+/// not interleave mid-line.
+private final class LinePrefixer: @unchecked Sendable {
+    let prefix: String
+    private let lock = NSLock()
+    private var pending: [Int32: [UInt8]] = [:]
+
+    init(prefix: String) { self.prefix = prefix }
+
+    var sink: BackendOutput {
+        BackendOutput(stdout: { self.append($0, fd: 1) }, stderr: { self.append($0, fd: 2) })
+    }
+
+    private func append(_ bytes: [UInt8], fd: Int32) {
+        lock.withLock {
+            var buffer = pending[fd, default: []] + bytes
+            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                write(fd, Array(prefix.utf8) + buffer[...newline])
+                buffer.removeSubrange(...newline)
+            }
+            pending[fd] = buffer
+        }
+    }
+
+    func flush() {
+        lock.withLock {
+            for (fd, rest) in pending where !rest.isEmpty { write(fd, Array(prefix.utf8) + rest + [UInt8(ascii: "\n")]) }
+            pending = [:]
+        }
+    }
+
+    private func write(_ fd: Int32, _ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+}
