@@ -123,7 +123,8 @@ public enum MarkdownReport {
         let s = cell.stats
         var md = ["## \(number). \(cell.key.description)", ""]
         md.append(cell.policyName == cell.policySummary ? "- Policy: \(cell.policySummary)" : "- Policy: **\(cell.policyName)** (\(cell.policySummary))")
-        var outcome = "- Outcomes: \(s.outcomeSummary) of \(s.trials)"
+        // Errored trials are counted in the outcomes, so in the total too.
+        var outcome = "- Outcomes: \(s.outcomeSummary) of \(s.trials + cell.errors.count)"
         if s.latencyMedianS != nil {
             outcome += "; latency median \(fmtSeconds(s.latencyMedianS)) s, p95 \(fmtSeconds(s.latencyP95S)) s, max \(fmtSeconds(s.latencyMaxS)) s"
         }
