@@ -54,7 +54,7 @@ struct ShardMergeTests {
     }
 
     @Test func twoShardsMergeToTheVerdictsOfTheWholeRun() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("kal-shards-\(UUID().uuidString)").path
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("keepalive-lab-shards-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
         let labPath = "\(root)/shard-smoke.yaml"
