@@ -5,7 +5,11 @@ import KeepaliveLab
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Render report.md, charts, summary.json and junit.xml from a run directory (also an interrupted one).")
+        abstract: "Render report.md, charts, summary.json and junit.xml from a run directory (also an interrupted one).",
+        discussion: """
+            Expectations over cells with no trial in the run read NOT RUN (other shard) or NOT RUN (interrupted)
+            and do not fail it. Exit status 1 when an expectation fails or a trial errored (unless allow_errors).
+            """)
 
     @Argument(help: "Run directory (holds plan.json and results.jsonl).")
     var directory: String
@@ -13,14 +17,18 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let outcome = try RunReporting.render(directory: RunDirectory(path: directory))
         print(outcome.summaryText)
-        if outcome.failedExpectations > 0 { throw ExitCode(1) }
+        if outcome.failed { throw ExitCode(1) }
     }
 }
 
 struct MergeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "merge",
-        abstract: "Merge the run directories of one lab's shards into one run and render its report.")
+        abstract: "Merge the run directories of one lab's shards into one run and render its report.",
+        discussion: """
+            Every expectation is evaluated over the merged run: a cell no shard ran fails. Shards of different
+            labs, lab files, trial counts, shard splits, backends or kernels are refused.
+            """)
 
     @Argument(help: "Run directories of the shards.")
     var directories: [String]
@@ -35,7 +43,7 @@ struct MergeCommand: ParsableCommand {
     func run() throws {
         let outcome = try RunReporting.merge(directories.map(RunDirectory.init(path:)), into: RunDirectory(path: out))
         print(outcome.summaryText)
-        if outcome.failedExpectations > 0 { throw ExitCode(1) }
+        if outcome.failed { throw ExitCode(1) }
     }
 }
 

@@ -112,3 +112,13 @@ import Testing
         }
     }
 }
+
+extension LabParserTests {
+    @Test func allowErrorsIsABooleanPerExpectation() throws {
+        let lab = try parse(good + "\n    allow_errors: true")
+        #expect(lab.expectations[0].allowErrors)
+        #expect(try parse(good).expectations[0].allowErrors == false)
+        let e = try #require(error(good + "\n    allow_errors: sometimes"))
+        #expect(e.description == "Labs/demo.yaml:17:19: expectations[0].allow_errors: \"sometimes\" is not a boolean: use true or false")
+    }
+}

@@ -84,6 +84,9 @@ public struct LabExpectation: Codable, Sendable, Equatable {
     public var rule: Rule
     /// file:line:column of the expectation, for messages.
     public var location: String
+    /// `allow_errors: true`: trials that could not run are left out instead of failing the
+    /// expectation (an expectation is otherwise never passed over trials that did not happen).
+    public var allowErrors: Bool = false
 
     public func applies(to cell: Lab.Cell) -> Bool {
         (policy == "*" || policy == cell.policy.name)
@@ -99,5 +102,19 @@ public struct LabExpectation: Codable, Sendable, Equatable {
         case let .outcome(outcome): return "outcome \(outcome.rawValue)"
         case .matchesKernelFormula: return "matches the kernel formula"
         }
+    }
+}
+
+extension LabExpectation {
+    enum CodingKeys: String, CodingKey { case policy, fault, rule, location, allowErrors }
+
+    /// plan.json files written before `allowErrors` existed still decode (as false).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        policy = try c.decode(String.self, forKey: .policy)
+        fault = try c.decode(String.self, forKey: .fault)
+        rule = try c.decode(Rule.self, forKey: .rule)
+        location = try c.decode(String.self, forKey: .location)
+        allowErrors = try c.decodeIfPresent(Bool.self, forKey: .allowErrors) ?? false
     }
 }

@@ -179,7 +179,7 @@ public struct LabParser {
     func expectation(_ node: Node, _ key: String, policies: [NamedPolicy], faults: [FaultCase]) throws -> LabExpectation {
         let map = try mapping(node, key, allowed: [
             "policy", "fault", "detect_within", "percentile", "false_positive_rate_max", "survives", "outcome",
-            "matches_formula",
+            "matches_formula", "allow_errors",
         ])
         let policy = try string(map["policy"], "\(key).policy") ?? "*"
         guard policy == "*" || policies.contains(where: { $0.name == policy }) else {
@@ -219,8 +219,9 @@ public struct LabParser {
         guard rules.count == 1 else {
             throw fail(node, key, "needs exactly one of detect_within, false_positive_rate_max, survives, outcome, matches_formula (found \(rules.count))")
         }
+        let allowErrors = try bool(map["allow_errors"], "\(key).allow_errors") ?? false
         let mark = node.mark.map { "\(file):\($0.line):\($0.column)" } ?? file
-        return LabExpectation(policy: policy, fault: fault, rule: rules[0], location: mark)
+        return LabExpectation(policy: policy, fault: fault, rule: rules[0], location: mark, allowErrors: allowErrors)
     }
 
     // MARK: Typed values

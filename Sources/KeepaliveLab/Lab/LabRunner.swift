@@ -12,9 +12,21 @@ public final class LabRunner: @unchecked Sendable {
     public let peerExecutable: String
     public let progress: RunProgress
 
+    /// Runs one trial. Tests replace it (e.g. to make a trial throw the way a broken machine
+    /// would) without touching namespaces; the default is the real `Trial`.
+    var trialRunner: @Sendable (TrialPlan.Item, _ runID: String, _ peerExecutable: String, _ pcap: String) throws -> TrialResult = {
+        item, runID, peerExecutable, pcap in
+        try Trial(spec: item.spec, id: try LabID(run: runID, trial: item.trialID),
+                  peerExecutable: peerExecutable, pcapPath: pcap).run()
+    }
+
     private let lock = NSLock()
     private var next = 0
     private var records: [RunRecord] = []
+    /// The plan's items, longest expected trial first (see `TrialDuration`): the long cells start
+    /// while there is still work to overlap them with. Which trials run here (the shard) was decided
+    /// by matrix index before this ordering and does not depend on it.
+    private lazy var queue: [TrialPlan.Item] = plan.longestFirst
 
     public init(lab: Lab, plan: TrialPlan, directory: RunDirectory, runID: String, parallel: Int,
                 peerExecutable: String, progress: RunProgress) {
@@ -48,9 +60,9 @@ public final class LabRunner: @unchecked Sendable {
 
     private func take() -> TrialPlan.Item? {
         lock.withLock {
-            guard next < plan.items.count else { return nil }
+            guard next < queue.count else { return nil }
             defer { next += 1 }
-            return plan.items[next]
+            return queue[next]
         }
     }
 
@@ -59,15 +71,20 @@ public final class LabRunner: @unchecked Sendable {
                                policy: item.cell.policy.name, policySummary: item.cell.policy.summary,
                                fault: item.cell.fault.fault.description, faultLabel: item.cell.fault.label,
                                workload: item.cell.fault.workload.description, trial: item.trial)
+        record.backend = ExecutionEnvironment.backendLabel
+        record.kernel = Doctor.kernelRelease()
         let pcap = "\(directory.pcapDirectory)/\(Self.fileName(item)).pcap"
+        let started = PeerEvent.now()
         do {
-            var result = try Trial(spec: item.spec, id: try LabID(run: runID, trial: item.trialID),
-                                   peerExecutable: peerExecutable, pcapPath: pcap).run()
+            var result = try trialRunner(item, runID, peerExecutable, pcap)
             result.pcap = "pcaps/\(Self.fileName(item)).pcap"
             record.result = result
         } catch {
+            // An errored trial is a result too: it goes to results.jsonl with what went wrong, and
+            // the cell's expectations fail over it unless the lab allows errors.
             record.error = "\(error)"
         }
+        record.durationS = ((PeerEvent.now() - started) * 1000).rounded() / 1000
         return record
     }
 

@@ -15,11 +15,18 @@ public struct RunRecord: Codable, Sendable {
     /// nil when the trial could not run; `error` says why.
     public var result: TrialResult?
     public var error: String?
+    /// Where the trial ran and how long it took, also when it errored (a result carries its own
+    /// backend and kernel, an error has nothing else to say where it happened). Optional: lines
+    /// written before these fields existed decode without them.
+    public var backend: String?
+    public var kernel: String?
+    public var durationS: Double?
 
     enum CodingKeys: String, CodingKey {
-        case lab, run, index, cell, policy, fault, workload, trial, result, error
+        case lab, run, index, cell, policy, fault, workload, trial, result, error, backend, kernel
         case policySummary = "policy_summary"
         case faultLabel = "fault_label"
+        case durationS = "duration_s"
     }
 
     public var cellKey: String { "\(policy) × \(faultLabel)" }
@@ -50,9 +57,13 @@ public struct RunDirectory: Sendable {
         public var clock: String? = nil
         /// How many UML guests ran the run's shards at once (nil: one process).
         public var guests: Int? = nil
+        /// Set by `merge`: the shard directories this run was joined from. A merged run is complete
+        /// by definition, so a cell still missing fails instead of reading "not run".
+        public var mergedFrom: [String]?
 
         public init(lab: Lab, run: String, command: String, started: String, kernel: String, backend: String,
-                    shard: String?, trials: Int, parallel: Int, clock: String? = nil, guests: Int? = nil) {
+                    shard: String?, trials: Int, parallel: Int, mergedFrom: [String]? = nil, clock: String? = nil,
+                    guests: Int? = nil) {
             self.clock = clock
             self.guests = guests
             self.lab = lab
@@ -64,6 +75,23 @@ public struct RunDirectory: Sendable {
             self.shard = shard
             self.trials = trials
             self.parallel = parallel
+            self.mergedFrom = mergedFrom
+        }
+
+        /// (I, N) from `shard` ("2/4"), nil for an unsharded run or a malformed value.
+        public var shardSpec: (Int, Int)? {
+            guard let shard else { return nil }
+            let parts = shard.split(separator: "/").compactMap { Int($0) }
+            guard parts.count == 2, parts[1] >= 1, (1...parts[1]).contains(parts[0]) else { return nil }
+            return (parts[0], parts[1])
+        }
+
+        /// Which cells this run covers, recomputed from the lab, the trial count and the shard the
+        /// same way `run` chose its trials (TrialPlan), so plan.json alone decides it.
+        public var evaluationScope: ExpectationEvaluator.Scope {
+            if mergedFrom != nil { return .everything }
+            let items = TrialPlan(lab: lab, trialsOverride: trials, shard: shardSpec).items
+            return ExpectationEvaluator.Scope(plannedCells: Set(items.map(\.cell.key)), complete: false)
         }
     }
 

@@ -6,14 +6,20 @@ public enum RunReporting {
     public struct Outcome: Sendable {
         public var verdicts: [ExpectationEvaluator.Verdict]
         public var records: [RunRecord]
-        public var failedExpectations: Int { verdicts.filter { !$0.passed }.count }
+        /// Expectations that failed; one not run (another shard's cell) does not count.
+        public var failedExpectations: Int { verdicts.filter(\.failed).count }
         public var summaryText: String
+        /// Errored trials the lab does not excuse: in a cell no expectation with `allow_errors`
+        /// covers. They fail the run even where no expectation looks at their cell.
+        public var unexcusedErrors: Int
+        /// Exit status 1 for `run`, `report` and `merge`.
+        public var failed: Bool { failedExpectations > 0 || unexcusedErrors > 0 }
     }
 
     public static func render(directory: RunDirectory) throws -> Outcome {
         let plan = try directory.readPlan()
         let (records, damaged) = try directory.readRecords()
-        let verdicts = ExpectationEvaluator.evaluate(plan.lab, records: records)
+        let verdicts = ExpectationEvaluator.evaluate(plan.lab, records: records, scope: plan.evaluationScope)
         let input = reportInput(plan: plan, records: records, verdicts: verdicts)
         try ReportWriter.write(input, to: URL(fileURLWithPath: directory.path))
 
@@ -23,22 +29,33 @@ public enum RunReporting {
         }
         let failedTrials = records.filter { $0.result == nil }
         for record in failedTrials.prefix(5) { lines.append("trial \(record.cellKey) #\(record.trial + 1) could not run: \(record.error ?? "?")") }
+        if failedTrials.count > 5 { lines.append("… \(failedTrials.count - 5) more errored trial(s): see report.md") }
         for verdict in verdicts {
-            lines.append("\(verdict.passed ? "PASS" : "FAIL") \(verdict.name) — \(verdict.detail)")
+            lines.append("\(verdict.label) \(verdict.name) — \(verdict.detail)")
         }
-        return Outcome(verdicts: verdicts, records: records, summaryText: lines.joined(separator: "\n"))
+        let excused = Set(plan.lab.cells.filter { cell in plan.lab.expectations.contains { $0.allowErrors && $0.applies(to: cell) } }.map(\.key))
+        let unexcused = failedTrials.filter { !excused.contains($0.cellKey) }.count
+        if unexcused > 0 { lines.append("\(unexcused) trial(s) could not run (no allow_errors covers their cell): see report.md, Errored trials") }
+        return Outcome(verdicts: verdicts, records: records, summaryText: lines.joined(separator: "\n"), unexcusedErrors: unexcused)
     }
 
     /// Cells in the lab's order, each with its trials and its expectations' verdicts.
     static func reportInput(plan: RunDirectory.Plan, records: [RunRecord],
                             verdicts: [ExpectationEvaluator.Verdict]) -> RunReportInput {
         let cells = plan.lab.cells.compactMap { cell -> Cell? in
-            let results = records.filter { $0.cellKey == cell.key }.sorted { $0.index < $1.index }.compactMap(\.result)
-            let checks = verdicts.filter { $0.cellKey == cell.key }
-                .map { ExpectationCheck(name: $0.name, passed: $0.passed, detail: "\($0.detail) (\($0.expectation.location))") }
-            guard !results.isEmpty || !checks.isEmpty else { return nil }
+            let cellRecords = records.filter { $0.cellKey == cell.key }.sorted { $0.index < $1.index }
+            let results = cellRecords.compactMap(\.result)
+            let errors = cellRecords.filter { $0.result == nil }
+                .map { TrialErrorNote(trial: $0.trial + 1, message: $0.error ?? "unknown error") }
+            let checks = verdicts.filter { $0.cellKey == cell.key }.map { verdict -> ExpectationCheck in
+                var notRun: String?
+                if case .notRun(let reason) = verdict.status { notRun = reason.rawValue }
+                return ExpectationCheck(name: verdict.name, passed: verdict.passed,
+                                        detail: "\(verdict.detail) (\(verdict.expectation.location))", notRun: notRun)
+            }
+            guard !results.isEmpty || !checks.isEmpty || !errors.isEmpty else { return nil }
             return Cell(policyName: cell.policy.name, policySummary: cell.policy.summary, fault: cell.fault.fault.description,
-                        workload: cell.fault.workload.description, results: results, expectations: checks)
+                        workload: cell.fault.workload.description, results: results, expectations: checks, errors: errors)
         }
         let results = records.compactMap(\.result)
         let engines = Set(results.compactMap(\.impairmentEngine)).sorted()
@@ -77,16 +94,23 @@ public enum RunReporting {
         return removed
     }
 
-    /// Combines the shards of one lab (same lab name) into `into`: results, pcaps, then the report.
+    /// Combines the shards of one lab into `into`: results, pcaps, then the report, whose
+    /// expectations are evaluated over the whole matrix (a cell no shard ran fails). Refuses shards
+    /// that do not belong together: another lab or lab file, another trial count or shard split,
+    /// another backend or kernel — their numbers would not be one experiment.
     public static func merge(_ sources: [RunDirectory], into target: RunDirectory) throws -> Outcome {
         let plans = try sources.map { try $0.readPlan() }
         guard let first = plans.first else { throw TrialError(message: "merge: no run directories given") }
-        for (plan, source) in zip(plans, sources) where plan.lab.name != first.lab.name || plan.lab != first.lab {
-            throw TrialError(message: "merge: \(source.path) ran lab \"\(plan.lab.name)\" from a different lab file than \(sources[0].path) (\"\(first.lab.name)\")")
+        for (plan, source) in zip(plans, sources).dropFirst() {
+            if let difference = MergeCheck.difference(first, plan) {
+                throw TrialError(message: "merge: \(source.path) and \(sources[0].path) are not shards of one run: "
+                                 + "\(difference.what) \"\(difference.other)\" in \(source.path), \"\(difference.first)\" in \(sources[0].path)")
+            }
         }
         try target.create()
         var plan = first
         plan.shard = nil
+        plan.mergedFrom = sources.map(\.path)
         plan.command = "keepalive-lab merge " + sources.map(\.path).joined(separator: " ") + " --out \(target.path)"
         try target.write(plan: plan)
         let writer = try JSONLinesWriter(path: target.resultsPath)
@@ -105,5 +129,33 @@ public enum RunReporting {
             }
         }
         return try render(directory: target)
+    }
+}
+
+/// What must be equal for two run directories to be shards of one run.
+enum MergeCheck {
+    struct Difference: Equatable {
+        var what: String
+        var first: String
+        var other: String
+    }
+
+    /// The first thing that differs, named with both values; nil when they belong together.
+    static func difference(_ a: RunDirectory.Plan, _ b: RunDirectory.Plan) -> Difference? {
+        if a.lab.name != b.lab.name { return Difference(what: "lab", first: a.lab.name, other: b.lab.name) }
+        // The same lab file read from another path is the same lab; any other change is not.
+        var labA = a.lab, labB = b.lab
+        labA.source = ""
+        labB.source = ""
+        if labA != labB {
+            return Difference(what: "lab file contents (policies, faults, expectations, seed)", first: a.lab.source, other: b.lab.source)
+        }
+        if a.trials != b.trials { return Difference(what: "trials per cell", first: "\(a.trials)", other: "\(b.trials)") }
+        if let sa = a.shardSpec, let sb = b.shardSpec, sa.1 != sb.1 {
+            return Difference(what: "shard split", first: a.shard ?? "-", other: b.shard ?? "-")
+        }
+        if a.backend != b.backend { return Difference(what: "backend", first: a.backend, other: b.backend) }
+        if a.kernel != b.kernel { return Difference(what: "kernel", first: a.kernel, other: b.kernel) }
+        return nil
     }
 }

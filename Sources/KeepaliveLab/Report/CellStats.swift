@@ -52,8 +52,12 @@ public struct CellStats: Codable, Sendable, Equatable {
     /// false_positive / trials in which B stayed healthy (fault `none`); nil without such trials.
     public var falsePositiveRate: Double?
     public var healthyTrials: Int
+    /// Trials that could not run (no result; not counted in `trials`). Optional so summary.json
+    /// files from before it existed still decode.
+    public var errored: Int?
 
-    public init(results: [TrialResult]) {
+    public init(results: [TrialResult], errored: Int = 0) {
+        self.errored = errored
         trials = results.count
         detected = results.filter { $0.outcome == .detected }.count
         missed = results.filter { $0.outcome == .missed }.count
@@ -82,9 +86,10 @@ public struct CellStats: Codable, Sendable, Equatable {
     public var outcomeSummary: String {
         let known = ["detected", "missed", "false_positive", "survived"]
         let order = known + outcomes.keys.filter { !known.contains($0) }.sorted()
-        let parts = order.compactMap { key in
+        var parts = order.compactMap { key in
             outcomes[key].map { "\($0) \(key.replacingOccurrences(of: "_", with: " "))" }
         }
+        if let errored, errored > 0 { parts.append("\(errored) errored") }
         return parts.isEmpty ? "no trials" : parts.joined(separator: ", ")
     }
 }

@@ -22,7 +22,7 @@ public enum RunComparison {
                 md.append("| " + [h.key.description, h.stats.outcomeSummary + " (new)", fmtSeconds(h.stats.latencyMedianS),
                                   fmtSeconds(h.stats.latencyP95S), fmtBytes(h.stats.overhead?.bytesPerHour),
                                   MarkdownReport.expectationBadge(h.expectations)].map(markdownCell).joined(separator: " | ") + " |")
-                newFailing += h.expectations.filter { !$0.passed }.map { "\(h.key): \($0.name): \($0.detail)" }
+                newFailing += h.expectations.filter(\.failed).map { "\(h.key): \($0.name): \($0.detail)" }
                 continue
             }
             let outcomes = b.stats.outcomeSummary == h.stats.outcomeSummary
@@ -34,8 +34,9 @@ public enum RunComparison {
                               badgeChange(b.expectations, h.expectations)]
                 .map(markdownCell).joined(separator: " | ") + " |")
             let before = Dictionary(b.expectations.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-            for e in h.expectations {
-                switch (before[e.name]?.passed, e.passed) {
+            // An expectation not run (another shard's cell) neither flips nor fails.
+            for e in h.expectations where e.notRun == nil {
+                switch (before[e.name].flatMap { $0.notRun == nil ? $0.passed : nil }, e.passed) {
                 case (true?, false): flippedToFail.append("\(h.key): \(e.name): \(e.detail) (was: \(before[e.name]!.detail))")
                 case (false?, true): flippedToPass.append("\(h.key): \(e.name): \(e.detail) (was: \(before[e.name]!.detail))")
                 case (nil, false): newFailing.append("\(h.key): \(e.name): \(e.detail)")
@@ -60,7 +61,7 @@ public enum RunComparison {
         if !gone.isEmpty {
             md += ["### Cells only in base", ""] + gone.map { "- \($0.key)" } + [""]
         }
-        let failing = head.cells.flatMap(\.expectations).filter { !$0.passed }.count
+        let failing = head.cells.flatMap(\.expectations).filter(\.failed).count
         let total = head.cells.flatMap(\.expectations).count
         md.append(failing == 0 ? "Head: all \(total) expectations pass ✅" : "Head: \(failing) of \(total) expectations fail ❌")
         return (md.joined(separator: "\n") + "\n", failing)

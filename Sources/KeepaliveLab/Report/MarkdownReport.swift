@@ -8,6 +8,7 @@ public enum MarkdownReport {
         md += header(input)
         md += summaryTable(input.cells)
         md.append("")
+        md += errorsSection(input.cells)
         md.append("## Charts")
         md.append("")
         md.append("![Detection latency per cell](\(chartsPrefix)\(SVGChart.latencyFileName))")
@@ -26,8 +27,11 @@ public enum MarkdownReport {
 
     static func header(_ input: RunReportInput) -> [String] {
         let trials = input.cells.reduce(0) { $0 + $1.results.count }
-        let checks = input.cells.flatMap(\.expectations)
+        let all = input.cells.flatMap(\.expectations)
+        let checks = all.filter { $0.notRun == nil }
+        let notRun = all.count - checks.count
         let passed = checks.filter(\.passed).count
+        let errored = input.cells.reduce(0) { $0 + $1.errors.count }
         var md = ["# keepalive-lab report: \(input.lab)", ""]
         if !input.description.isEmpty { md += input.description.split(separator: "\n", omittingEmptySubsequences: false).map { "> " + $0 } + [""] }
         md.append("| | |")
@@ -38,8 +42,12 @@ public enum MarkdownReport {
         if let clock = input.clock { md.append("| Clock | \(markdownCell(clock)) |") }
         if let concurrency = input.concurrency { md.append("| Concurrency | \(markdownCell(concurrency)) |") }
         md.append("| Impairment engine | \(markdownCell(input.impairmentEngine ?? "none (no impairment in this lab)")) |")
-        md.append("| Trials | \(trials) in \(input.cells.count) cell\(input.cells.count == 1 ? "" : "s") |")
-        md.append("| Expectations | " + (checks.isEmpty ? "none declared" : "\(passed) of \(checks.count) passed \(passed == checks.count ? "✅" : "❌")") + " |")
+        md.append("| Trials | \(trials) in \(input.cells.count) cell\(input.cells.count == 1 ? "" : "s")"
+                  + (errored > 0 ? ", \(errored) errored ❌ (see Errored trials)" : "") + " |")
+        var expectations = all.isEmpty ? "none declared"
+            : checks.isEmpty ? "none evaluated" : "\(passed) of \(checks.count) passed \(passed == checks.count ? "✅" : "❌")"
+        if notRun > 0 { expectations += "; \(notRun) not run (cells of another shard, or an interrupted run)" }
+        md.append("| Expectations | " + expectations + " |")
         md.append("")
         md.append("Reproduce:")
         md.append("")
@@ -70,7 +78,7 @@ public enum MarkdownReport {
         if case .natIdle = cell.results.first?.spec.fault { natIdle = true }
         let fp = s.healthyTrials > 0 && !natIdle ? "\(fmtPercent(s.falsePositiveRate)) (\(s.falsePositive)/\(s.healthyTrials))" : "n/a"
         let cols = [
-            policy, cell.fault, cell.workload, "\(s.trials)", s.outcomeSummary,
+            policy, cell.fault, cell.workload, "\(s.trials)" + (cell.errors.isEmpty ? "" : " (+\(cell.errors.count) errored)"), s.outcomeSummary,
             fmtSeconds(s.latencyMedianS), fmtSeconds(s.latencyP95S), fmtSeconds(s.latencyMaxS), fmtSeconds(s.expectedS),
             s.errno ?? "—", s.probesMedian.map(fmtNumber) ?? "—",
             "\(fmtBytes(s.bytesMedian)) / \(fmtBytes(s.bytesAfterFaultMedian))",
@@ -79,10 +87,28 @@ public enum MarkdownReport {
         return "| " + cols.map(markdownCell).joined(separator: " | ") + " |"
     }
 
-    static func expectationBadge(_ checks: [ExpectationCheck]) -> String {
-        guard !checks.isEmpty else { return "—" }
+    static func expectationBadge(_ all: [ExpectationCheck]) -> String {
+        guard !all.isEmpty else { return "—" }
+        let checks = all.filter { $0.notRun == nil }
+        let notRun = all.count - checks.count
+        guard !checks.isEmpty else { return "⏭ \(notRun) not run" }
         let passed = checks.filter(\.passed).count
-        return (passed == checks.count ? "✅" : "❌") + " \(passed)/\(checks.count)"
+        return (passed == checks.count ? "✅" : "❌") + " \(passed)/\(checks.count)" + (notRun > 0 ? ", \(notRun) not run" : "")
+    }
+
+    /// Every trial that could not run, by cell, with its error: they are results too, and a cell
+    /// with one fails its expectations unless the lab says `allow_errors`.
+    static func errorsSection(_ cells: [Cell]) -> [String] {
+        let errored = cells.filter { !$0.errors.isEmpty }
+        guard !errored.isEmpty else { return [] }
+        var md = ["## Errored trials", ""]
+        for cell in errored {
+            for e in cell.errors {
+                md.append("- **\(markdownCell(cell.key.description))** trial \(e.trial): `\(e.message.replacingOccurrences(of: "`", with: "'").replacingOccurrences(of: "\n", with: " "))`")
+            }
+        }
+        md.append("")
+        return md
     }
 
     static func findingsSection(_ findings: [Finding]) -> [String] {
@@ -99,7 +125,8 @@ public enum MarkdownReport {
         let s = cell.stats
         var md = ["## \(number). \(cell.key.description)", ""]
         md.append(cell.policyName == cell.policySummary ? "- Policy: \(cell.policySummary)" : "- Policy: **\(cell.policyName)** (\(cell.policySummary))")
-        var outcome = "- Outcomes: \(s.outcomeSummary) of \(s.trials)"
+        // Errored trials are counted in the outcomes, so in the total too.
+        var outcome = "- Outcomes: \(s.outcomeSummary) of \(s.trials + cell.errors.count)"
         if s.latencyMedianS != nil {
             outcome += "; latency median \(fmtSeconds(s.latencyMedianS)) s, p95 \(fmtSeconds(s.latencyP95S)) s, max \(fmtSeconds(s.latencyMaxS)) s"
         }
@@ -112,11 +139,18 @@ public enum MarkdownReport {
             md.append("- Expectations: none declared")
         } else {
             md.append("- Expectations:")
-            for e in cell.expectations { md.append("  - \(e.passed ? "✅" : "❌") \(e.name): \(e.detail)") }
+            for e in cell.expectations {
+                let mark = e.notRun != nil ? "⏭ \(e.label)" : e.passed ? "✅" : "❌"
+                md.append("  - \(mark) \(e.name): \(e.detail)")
+            }
         }
         md.append("")
+        if !cell.errors.isEmpty {
+            md.append("Errored: " + cell.errors.map { "trial \($0.trial)" }.joined(separator: ", ") + " (see Errored trials).")
+            md.append("")
+        }
         guard let r = cell.representative, let index = cell.representativeIndex else {
-            return md + ["No trials in this cell.", ""]
+            return md + ["No finished trials in this cell.", ""]
         }
         let why = r.outcome == .detected ? "median latency" : "first trial; none detected"
         var line = "Representative trial: \(index + 1) of \(cell.results.count) (\(why)), outcome \(r.outcome.rawValue)"

@@ -42,21 +42,24 @@ public struct Cell: Sendable {
     public var workload: String
     public var results: [TrialResult]
     public var expectations: [ExpectationCheck]
+    /// Trials that could not run: they have no result, only what went wrong.
+    public var errors: [TrialErrorNote]
 
     public init(policyName: String, policySummary: String, fault: String, workload: String,
-                results: [TrialResult], expectations: [ExpectationCheck] = []) {
+                results: [TrialResult], expectations: [ExpectationCheck] = [], errors: [TrialErrorNote] = []) {
         self.policyName = policyName
         self.policySummary = policySummary
         self.fault = fault
         self.workload = workload
         self.results = results
         self.expectations = expectations
+        self.errors = errors
     }
 
     /// Matches cells across runs (see `RunComparison`).
     public var key: CellKey { CellKey(policyName: policyName, fault: fault, workload: workload) }
 
-    public var stats: CellStats { CellStats(results: results) }
+    public var stats: CellStats { CellStats(results: results, errored: errors.count) }
 
     /// The trial a reader sees drawn: the detected trial whose latency is closest to the cell's
     /// median (the earlier one on a tie), else the first trial.
@@ -109,10 +112,30 @@ public struct ExpectationCheck: Codable, Sendable, Equatable {
     public var passed: Bool
     /// What was measured against what was wanted, e.g. "median 4.88 s ≤ 6 s".
     public var detail: String
+    /// Why it was not evaluated ("other shard", "interrupted"); nil when it was. A check that did
+    /// not run is neither passed nor failed (summary.json files without the field decode as run).
+    public var notRun: String?
 
-    public init(name: String, passed: Bool, detail: String) {
+    public init(name: String, passed: Bool, detail: String, notRun: String? = nil) {
         self.name = name
         self.passed = passed
         self.detail = detail
+        self.notRun = notRun
+    }
+
+    public var failed: Bool { !passed && notRun == nil }
+    /// "PASS", "FAIL", "NOT RUN (other shard)".
+    public var label: String { notRun.map { "NOT RUN (\($0))" } ?? (passed ? "PASS" : "FAIL") }
+}
+
+/// A trial that could not run (setup failed, a peer died, the machine refused): which one and why.
+public struct TrialErrorNote: Codable, Sendable, Equatable {
+    /// 1-based, as reports count trials.
+    public var trial: Int
+    public var message: String
+
+    public init(trial: Int, message: String) {
+        self.trial = trial
+        self.message = message
     }
 }

@@ -9,17 +9,20 @@ public struct SummaryJSON: Codable, Sendable, Equatable {
         public var workload: String
         public var stats: CellStats
         public var expectations: [ExpectationCheck]
+        /// Trials that could not run and why (nil in summaries written before errors were listed).
+        public var errors: [TrialErrorNote]?
 
         public var key: CellKey { CellKey(policyName: policyName, fault: fault, workload: workload) }
 
         public init(policyName: String, policySummary: String, fault: String, workload: String,
-                    stats: CellStats, expectations: [ExpectationCheck]) {
+                    stats: CellStats, expectations: [ExpectationCheck], errors: [TrialErrorNote] = []) {
             self.policyName = policyName
             self.policySummary = policySummary
             self.fault = fault
             self.workload = workload
             self.stats = stats
             self.expectations = expectations
+            self.errors = errors
         }
     }
 
@@ -48,7 +51,7 @@ public struct SummaryJSON: Codable, Sendable, Equatable {
         impairmentEngine = input.impairmentEngine
         cells = input.cells.map {
             CellSummary(policyName: $0.policyName, policySummary: $0.policySummary, fault: $0.fault,
-                        workload: $0.workload, stats: $0.stats, expectations: $0.expectations)
+                        workload: $0.workload, stats: $0.stats, expectations: $0.expectations, errors: $0.errors)
         }
         findings = Findings.derive(input.cells)
     }

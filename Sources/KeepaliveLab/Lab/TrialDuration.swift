@@ -1,0 +1,101 @@
+/// How long a trial should take, from its spec alone, before anything runs: to start long cells
+/// first and for `run --dry-run`. An estimate, not a measurement — it is the fault delay plus
+/// whatever ends the trial first: the kernel's formula (or heartbeat, TCP_USER_TIMEOUT, the
+/// nat-idle exchange) where one predicts detection, else the deadline.
+public struct TrialDuration: Sendable, Equatable {
+    public var seconds: Double
+    /// What bounds it, for the dry run: "deadline 15 s", "idle + count × interval = 2 + 3 × 1".
+    public var bound: String
+
+    /// Topology, peers and the first exchange before the fault delay starts, plus teardown
+    /// (measured on this project's host backend: about 0.3 s per trial; rounded up).
+    public static let overhead = 0.5
+
+    public init(_ spec: TrialSpec) {
+        let (afterFault, bound) = Self.afterFault(spec)
+        let capped = min(afterFault, spec.deadline)
+        seconds = Self.overhead + spec.faultDelay + capped
+        self.bound = capped < afterFault || afterFault == spec.deadline ? "deadline \(Fault.format(spec.deadline)) s" : bound
+    }
+
+    /// Seconds from the fault to the end of the trial, and why.
+    static func afterFault(_ spec: TrialSpec) -> (Double, String) {
+        let policy = spec.clientPolicy
+        let tail = Trial.tail
+        var candidates: [(Double, String)] = []
+        switch spec.fault {
+        case .crash, .crashICMP, .reboot:
+            if spec.workload == .idle, let k = spec.effectiveClientKeepalive {
+                // The formula counts from A's last reception: the first exchange, fault delay earlier.
+                let e: Expectation
+                if case .reboot(let downtime) = spec.fault {
+                    e = .keepaliveAfterReboot(k, backAfter: spec.faultDelay + downtime)
+                } else {
+                    e = .keepalive(k, userTimeoutMs: policy.userTimeoutMs)
+                }
+                candidates.append((max(0, e.seconds - spec.faultDelay) + tail, e.formula))
+            }
+            if spec.workload != .idle, let u = policy.userTimeoutMs, u > 0 {
+                candidates.append((Double(u) / 1000 + 0.2 + tail, Expectation.userTimeout(ms: u).formula))
+            }
+            if let h = policy.heartbeat { candidates.append((h.interval + h.timeout + tail, Expectation.heartbeat(h).formula)) }
+        case .freeze:
+            if let h = policy.heartbeat { candidates.append((h.interval + h.timeout + tail, Expectation.heartbeat(h).formula)) }
+        case .natIdle(let timeout, let mode):
+            let silence = spec.effectiveSilence ?? Double(2 * timeout)
+            // Probes that come before the entry expires keep it; a firewall that resets answers at once.
+            if let k = spec.effectiveClientKeepalive, k.idle < timeout {
+                candidates.append((silence + tail, "silence \(Fault.format(silence)) s, then the exchange (keepalive keeps the entry)"))
+            } else if mode == .reset {
+                candidates.append((silence + tail, "silence \(Fault.format(silence)) s, then R's reset"))
+            } else if let u = policy.userTimeoutMs, u > 0 {
+                candidates.append((silence + Double(u) / 1000 + 0.2 + tail, "silence \(Fault.format(silence)) s + TCP_USER_TIMEOUT \(u) ms"))
+            }
+        case .none, .kill, .loss, .partition:
+            break  // B healthy (or a kill A may or may not see): the deadline ends it.
+        }
+        return candidates.min { $0.0 < $1.0 } ?? (spec.deadline, "deadline")
+    }
+
+    /// Wall time of `durations` on `parallel` workers that each take the longest remaining trial
+    /// (the runner's order), and the longest single trial: no run can be shorter than that.
+    public static func wall(_ durations: [Double], parallel: Int) -> (total: Double, criticalPath: Double) {
+        var workers = [Double](repeating: 0, count: max(1, min(parallel, durations.count)))
+        for d in durations.sorted(by: >) {
+            let i = workers.indices.min { workers[$0] < workers[$1] }!
+            workers[i] += d
+        }
+        return (workers.max() ?? 0, durations.max() ?? 0)
+    }
+}
+
+extension TrialPlan {
+    /// Longest expected trial first; ties keep matrix order, so the order is deterministic.
+    public var longestFirst: [Item] {
+        items.map { ($0, TrialDuration($0.spec).seconds) }
+            .sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.index < $1.0.index }
+            .map(\.0)
+    }
+
+    /// One line per cell, then the totals, for `run --dry-run` and the line `run` prints first.
+    public func describe(parallel: Int) -> String {
+        var lines: [String] = []
+        var seen: Set<Int> = []
+        for item in items where seen.insert(item.cellIndex).inserted {
+            let d = TrialDuration(item.spec)
+            let count = items.filter { $0.cellIndex == item.cellIndex }.count
+            lines.append("  cell \(item.cellIndex) \(item.cell.key): \(count) trial(s) × ~\(Fault.format((d.seconds * 10).rounded() / 10)) s"
+                         + " (fault delay \(Fault.format(item.spec.faultDelay)) s + \(d.bound))")
+        }
+        lines.append(estimateLine(parallel: parallel))
+        return lines.joined(separator: "\n")
+    }
+
+    public func estimateLine(parallel: Int) -> String {
+        let durations = items.map { TrialDuration($0.spec).seconds }
+        let (total, critical) = TrialDuration.wall(durations, parallel: parallel)
+        let serial = durations.reduce(0, +)
+        return "\(items.count) trial(s); estimated wall \(RunProgress.duration(total)) with --parallel \(parallel)"
+            + " (critical path: longest trial \(RunProgress.duration(critical)); \(RunProgress.duration(serial)) one at a time)"
+    }
+}
