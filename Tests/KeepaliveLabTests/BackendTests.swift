@@ -14,7 +14,7 @@ struct BackendTests {
     @Test(.enabled(if: BackendPrerequisites.umlMissing == nil, Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
     func umlCrashTrialTimesOutAfterThreeProbes() throws {
         let r = try Leftovers.checked {
-            try LabCommand.json(["trial", "--backend", "uml", "--fault", "crash", "--keepalive", "2,1,3", "--deadline", "12"])
+            try LabCommand.json(["trial", "--backend", "uml", "--kernel", "debian", "--fault", "crash", "--keepalive", "2,1,3", "--deadline", "12"])
         }
         #expect(r["backend"] as? String == "uml")
         let kernel = try #require(r["kernel"] as? String)
@@ -35,7 +35,7 @@ struct BackendTests {
     @Test(.enabled(if: BackendPrerequisites.umlMissing == nil, Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
     func umlLossTrialRunsOnNetem() throws {
         let r = try Leftovers.checked {
-            try LabCommand.json(["trial", "--backend", "uml", "--fault", "loss:30", "--impairment", "netem",
+            try LabCommand.json(["trial", "--backend", "uml", "--kernel", "debian", "--fault", "loss:30", "--impairment", "netem",
                                  "--keepalive", "2,1,3", "--deadline", "8"])
         }
         #expect(r["backend"] as? String == "uml")
@@ -47,7 +47,7 @@ struct BackendTests {
     @Test(.enabled(if: BackendPrerequisites.umlMissing == nil, Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
     func umlNetemLossIsBinomialAndDelayIsExact() throws {
         let r = try Leftovers.checked {
-            try LabCommand.json(["netem-check", "--backend", "uml", "--loss", "30", "--delay-ms", "100", "--packets", "2000"])
+            try LabCommand.json(["netem-check", "--backend", "uml", "--kernel", "debian", "--loss", "30", "--delay-ms", "100", "--packets", "2000"])
         }
         #expect(r["backend"] as? String == "uml")
         let sent = try #require(r["sent"] as? Int)
@@ -66,7 +66,7 @@ struct BackendTests {
     @Test(.enabled(if: BackendPrerequisites.umlMissing == nil, Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
     func umlNetemDelayShowsInClientRTT() throws {
         let r = try Leftovers.checked {
-            try LabCommand.json(["trial", "--backend", "uml", "--fault", "none", "--delay-ms", "100",
+            try LabCommand.json(["trial", "--backend", "uml", "--kernel", "debian", "--fault", "none", "--delay-ms", "100",
                                  "--keepalive", "1,1,2", "--deadline", "2"])
         }
         #expect(r["impairment_engine"] as? String == "netem")
@@ -83,7 +83,7 @@ struct BackendTests {
     func umlSeededLossSequence() throws {
         let runs = try (0..<2).map { _ in
             try Leftovers.checked {
-                try LabCommand.json(["netem-check", "--backend", "uml", "--loss", "30", "--delay-ms", "0",
+                try LabCommand.json(["netem-check", "--backend", "uml", "--kernel", "debian", "--loss", "30", "--delay-ms", "0",
                                      "--packets", "1000", "--seed", "424242"])
             }
         }
@@ -94,7 +94,7 @@ struct BackendTests {
         } else {
             #expect(a != b, "kernel \(kernel) predates TCA_NETEM_PRNG_SEED: two runs must not match by chance")
             let trial = try Leftovers.checked {
-                try LabCommand.json(["trial", "--backend", "uml", "--fault", "loss:30", "--impairment", "netem",
+                try LabCommand.json(["trial", "--backend", "uml", "--kernel", "debian", "--fault", "loss:30", "--impairment", "netem",
                                      "--seed", "424242", "--keepalive", "2,1,3", "--deadline", "3"])
             }
             let form = trial["impairment_form"] as? String ?? ""
@@ -164,8 +164,17 @@ struct BackendTests {
         #expect(backends.map { $0["name"] as? String } == ["host", "userns", "uml"])
         let uml = try #require(backends.first { $0["name"] as? String == "uml" })
         #expect(uml["available"] as? Bool == true, "uml: \(uml["why"] ?? "")")
-        #expect((uml["kernel"] as? String)?.hasPrefix("6.1.") == true)
-        #expect(uml["hz"] as? Int == 100)
+        // The uml backend boots the lab kernel when one is built, else Debian's.
+        if let lab = LabKernel.find() {
+            #expect(uml["kernel"] as? String == lab.info.release)
+            #expect(uml["hz"] as? Int == lab.info.hz)
+            let status = try #require(r["labKernel"] as? [String: Any])
+            #expect(status["built"] as? Bool == true)
+            #expect(status["sourceVersion"] as? String == lab.info.sourceVersion)
+        } else {
+            #expect((uml["kernel"] as? String)?.hasPrefix("6.1.") == true)
+            #expect(uml["hz"] as? Int == 100)
+        }
         #expect((uml["features"] as? [String: Bool])?["netem"] == true)
         #expect(r["autoBackend"] as? String != nil)
     }
@@ -194,7 +203,7 @@ struct BackendUnitTests {
                                           workaround: true)
         #expect(line.first == "/usr/bin/linux.uml")
         for expected in ["mem=512M", "rootfstype=hostfs", "rootflags=/", "init=/bin/kal", "con=null", "ssl=null",
-                         "con0=null,fd:1", "con3=null,fd:5", "KEEPALIVE_LAB_UML_JOB=/tmp/kal-uml-x/job.json"] {
+                         "con0=null,fd:1", "con3=fd:6,fd:5", "KEEPALIVE_LAB_UML_JOB=/tmp/kal-uml-x/job.json"] {
             #expect(line.contains(expected), "\(expected) in \(line)")
         }
         #expect(line.contains { $0.hasPrefix("GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX") })
@@ -345,11 +354,14 @@ enum Leftovers {
         }
     }
 
+    /// The lab kernels' binaries: their guests must be gone too.
+    static let labKernels = Set(LabKernel.builds().map(\.binary))
+
     static func snapshot() -> Snapshot {
         let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init)
         let uml = pids.filter { pid in
             guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe") else { return false }
-            return exe.hasPrefix(UMLKernel.defaultBinary)
+            return exe.hasPrefix(UMLKernel.defaultBinary) || labKernels.contains(exe)
         }
         let ownUserNamespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/user")
         let sandboxed = pids.filter { pid in
