@@ -1,0 +1,127 @@
+import Foundation
+
+/// The same lab in two clocks — real time on the host kernel, virtual time in the lab kernel —
+/// side by side, and the virtual run repeated: does virtual time measure what real time measures,
+/// and does it measure it the same way twice?
+public enum CrossValidation {
+    public struct CellComparison: Sendable {
+        public var cell: String
+        public var realOutcomes: String
+        public var virtualOutcomes: String
+        /// Medians over the cell's trials: the measurement from the expectation's anchor (or, with
+        /// none, fault → detection), and probes after the fault.
+        public var realS: Double?
+        public var virtualS: Double?
+        public var realProbes: Double?
+        public var virtualProbes: Double?
+        /// What the two may differ by: 4 ms + 12.5 % of the expected value, and one timer-wheel
+        /// bucket of the larger of the two kernels' ticks (their timers land in different buckets).
+        public var allowedS: Double?
+        public var agrees: Bool
+    }
+
+    public struct Determinism: Sendable {
+        public var trials: Int
+        /// Trials whose every timing field and probe instant was bit-identical in both runs.
+        public var identical: Int
+        /// The largest difference seen in any timing field (seconds).
+        public var largestDifferenceS: Double
+        public var differing: [String]
+    }
+
+    public static func compare(real: [RunRecord], virtual: [RunRecord], lab: Lab) -> [CellComparison] {
+        lab.cells.map { cell in
+            let r = real.filter { $0.cellKey == cell.key }.compactMap(\.result)
+            let v = virtual.filter { $0.cellKey == cell.key }.compactMap(\.result)
+            let realS = ReportStats.median(r.compactMap(measurement))
+            let virtualS = ReportStats.median(v.compactMap(measurement))
+            let expected = (r + v).compactMap(\.expectedS).first ?? max(realS ?? 0, virtualS ?? 0)
+            let ticks = (r + v).compactMap(\.kernelHz).map { 1 / Double($0) } + [0.004]
+            let allowed = Expectation.tolerance(for: expected) + 8 * (ticks.max() ?? 0.004)
+            let realOutcomes = outcomes(r), virtualOutcomes = outcomes(v)
+            let realProbes = ReportStats.median(r.map { Double($0.probesSent) })
+            let virtualProbes = ReportStats.median(v.map { Double($0.probesSent) })
+            var agrees = !r.isEmpty && !v.isEmpty && realOutcomes == virtualOutcomes && realProbes == virtualProbes
+            if let a = realS, let b = virtualS { agrees = agrees && abs(a - b) <= allowed }
+            else if (realS == nil) != (virtualS == nil) { agrees = false }
+            return CellComparison(cell: cell.key, realOutcomes: realOutcomes, virtualOutcomes: virtualOutcomes, realS: realS,
+                                  virtualS: virtualS, realProbes: realProbes, virtualProbes: virtualProbes,
+                                  allowedS: realS == nil ? nil : allowed, agrees: agrees)
+        }
+    }
+
+    /// Trial by trial (same matrix position) in two runs of the same lab in virtual time.
+    public static func determinism(_ a: [RunRecord], _ b: [RunRecord]) -> Determinism {
+        let second = Dictionary(b.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
+        var identical = 0, largest = 0.0, differing: [String] = []
+        var compared = 0
+        for record in a {
+            guard let x = record.result, let y = second[record.index]?.result else { continue }
+            compared += 1
+            let fields = zip(timings(x), timings(y))
+            let worst = fields.map { abs($0 - $1) }.max() ?? 0
+            if worst == 0 && timings(x).count == timings(y).count {
+                identical += 1
+            } else {
+                largest = max(largest, worst)
+                differing.append("\(record.cellKey) #\(record.trial + 1): up to \(String(format: "%.9f", worst)) s")
+            }
+        }
+        return Determinism(trials: compared, identical: identical, largestDifferenceS: largest, differing: differing)
+    }
+
+    /// The detection measurement a cell is judged on.
+    static func measurement(_ r: TrialResult) -> Double? { r.measuredS ?? r.detectionLatencyS }
+
+    static func outcomes(_ results: [TrialResult]) -> String {
+        let counts = Dictionary(grouping: results, by: { $0.outcome.rawValue }).mapValues(\.count)
+        return counts.sorted { $0.key < $1.key }.map { "\($0.value)× \($0.key)" }.joined(separator: ", ")
+    }
+
+    /// Every instant a trial measured, in a fixed order: the detection figures and each segment.
+    static func timings(_ r: TrialResult) -> [Double] {
+        [r.detectionLatencyS, r.sinceLastRxS, r.measuredS, r.wireAbortS].map { $0 ?? -1 } + r.timeline.map(\.t)
+    }
+
+    public static func markdown(lab: Lab, realRun: String, virtualRun: String, againRun: String,
+                                real: [RunRecord], virtual: [RunRecord], again: [RunRecord]) -> String {
+        let cells = compare(real: real, virtual: virtual, lab: lab)
+        let determinism = determinism(virtual, again)
+        let kernels = { (records: [RunRecord]) -> String in
+            Set(records.compactMap { r in r.result.map { "\($0.kernel) (\($0.backend)\($0.kernelHz.map { ", HZ=\($0)" } ?? ""), \($0.clock ?? "real") clock)" } })
+                .sorted().joined(separator: ", ")
+        }
+        var md = ["# Cross-validation: real time vs virtual time — \(lab.name)", ""]
+        md.append("The same lab (`\(lab.source)`) run in real time on the host's kernel and in virtual time in the lab kernel "
+                  + "(UML time-travel=inf-cpu), and the virtual run once more. Real: \(kernels(real)) → `\(realRun)`. "
+                  + "Virtual: \(kernels(virtual)) → `\(virtualRun)`; again → `\(againRun)`.")
+        md.append("")
+        md.append("| Cell | Outcomes real | Outcomes virtual | Median real (s) | Median virtual (s) | Δ (ms) | Allowed (ms) | Probes real / virtual | Agree |")
+        md.append("|---|---|---|--:|--:|--:|--:|--:|---|")
+        for c in cells {
+            let delta = c.realS.flatMap { a in c.virtualS.map { b in String(format: "%.1f", (b - a) * 1000) } } ?? "—"
+            md.append("| " + [c.cell, c.realOutcomes, c.virtualOutcomes, fmt(c.realS), fmt(c.virtualS), delta,
+                              c.allowedS.map { String(format: "%.1f", $0 * 1000) } ?? "—",
+                              "\(fmtCount(c.realProbes)) / \(fmtCount(c.virtualProbes))", c.agrees ? "✅" : "❌"]
+                .map(markdownCell).joined(separator: " | ") + " |")
+        }
+        let agreeing = cells.filter(\.agrees).count
+        md.append("")
+        md.append("\(agreeing) of \(cells.count) cells agree: same outcomes, same median probe count, and medians within 4 ms + "
+                  + "12.5 % of the expected value plus one timer-wheel bucket (8 ticks of the coarser kernel: the two kernels' "
+                  + "timers land in different buckets). Medians are of the measurement from the formula's anchor (last "
+                  + "segment received, first retransmission …), or fault → detection where the cell has no formula.")
+        md.append("")
+        md.append("## Determinism")
+        md.append("")
+        md.append("The virtual-time run twice, trial by trial (same matrix position), every timing field and every segment's instant: "
+                  + "\(determinism.identical) of \(determinism.trials) trials bit-identical"
+                  + (determinism.differing.isEmpty ? "." : String(format: "; the largest difference %.9f s:", determinism.largestDifferenceS)))
+        for line in determinism.differing.prefix(20) { md.append("- \(line)") }
+        md.append("")
+        return md.joined(separator: "\n")
+    }
+
+    static func fmt(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "—" }
+    static func fmtCount(_ v: Double?) -> String { v.map { $0 == $0.rounded() ? String(Int($0)) : String(format: "%.1f", $0) } ?? "—" }
+}
