@@ -30,6 +30,8 @@ public struct TrialResult: Codable, Sendable {
     public var expectedS: Double?
     /// The measurement against `expected`, from the expectation's anchor.
     public var measuredS: Double?
+    /// With the timer model (`expected.events`): true when every checked event is inside its
+    /// window (`events`); else the abort alone against the formula's tolerance.
     public var withinTolerance: Bool?
     public var probesSent: Int
     public var probeReplies: Int
@@ -73,6 +75,9 @@ public struct TrialResult: Codable, Sendable {
     public var brokenHow: String? = nil
     /// nat-idle: the client's send → A's detection (negative: A found out before sending).
     public var foundOutAfterSendS: Double? = nil
+    /// Each modelled kernel event (probes, retransmissions, abort): predicted window and measured
+    /// instant, seconds after the expectation's anchor. nil (key absent) without the timer model.
+    public var events: [EventCheck]? = nil
 
     enum CodingKeys: String, CodingKey {
         case outcome, errno
@@ -107,6 +112,7 @@ public struct TrialResult: Codable, Sendable {
         case answerReceived = "answer_received"
         case brokenHow = "broken_how"
         case foundOutAfterSendS = "found_out_after_send_s"
+        case events
     }
 }
 
