@@ -9,6 +9,12 @@ public struct EventCheck: Codable, Sendable, Equatable {
     public var latest: Double?
     /// nil: not seen (a failure only for a required event).
     public var measured: Double?
+    /// The re-arm's window from the previous event's measured instant, and the measured gap
+    /// (nil for a chain's first event or when the previous one was not seen).
+    public var stepEarliest: Double? = nil
+    public var stepLatest: Double? = nil
+    public var sincePrevious: Double? = nil
+    /// Inside the window from the anchor and, when there is one, the step window.
     public var inside: Bool
 
     /// Pairs the model's events with measured ones in order, per kind: the k-th probe seen with
@@ -17,14 +23,18 @@ public struct EventCheck: Codable, Sendable, Equatable {
     public static func pair(_ expected: [ExpectedEvent], measured: [ExpectedEvent.Kind: [Double]]) -> [EventCheck] {
         var checks: [EventCheck] = []
         var used: [ExpectedEvent.Kind: Int] = [:]
+        var previous: Double? = nil
         for e in expected {
             let seen = measured[e.kind] ?? []
             let i = used[e.kind, default: 0]
             let value = i < seen.count ? seen[i] : nil
             if value != nil { used[e.kind] = i + 1 }
+            let gap = e.stepEarliest == nil ? nil : value.flatMap { v in previous.map { v - $0 } }
+            let inside = value.map { e.contains($0) && (gap.map(e.stepContains) ?? true) } ?? !e.required
             checks.append(EventCheck(kind: e.kind, index: e.index, predicted: e.expected, earliest: e.earliest,
-                                     latest: e.latest, measured: value,
-                                     inside: value.map(e.contains) ?? !e.required))
+                                     latest: e.latest, measured: value, stepEarliest: gap == nil ? nil : e.stepEarliest,
+                                     stepLatest: gap == nil ? nil : e.stepLatest, sincePrevious: gap, inside: inside))
+            previous = value
         }
         for (kind, seen) in measured.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where seen.count > used[kind, default: 0] {
             for (j, t) in seen.enumerated().dropFirst(used[kind, default: 0]) {

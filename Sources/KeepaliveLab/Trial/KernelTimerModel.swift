@@ -18,6 +18,10 @@ public struct ExpectedEvent: Codable, Sendable, Equatable {
     /// False when the model cannot tell whether the event happens (a probe that may instead be
     /// the abort): a measurement is still checked, a missing one is not a failure.
     public var required: Bool = true
+    /// Seconds after the previous event of the same timer chain (its measured instant): each
+    /// re-arm starts from the jiffy the previous timer actually ran at. nil for the first event.
+    public var stepEarliest: Double? = nil
+    public var stepLatest: Double? = nil
 
     /// What a capture or a clock read adds on either side: pcap timestamps are converted from
     /// CLOCK_REALTIME, and the app learns of the abort after the kernel's softirq.
@@ -25,6 +29,19 @@ public struct ExpectedEvent: Codable, Sendable, Equatable {
 
     public func contains(_ measured: Double) -> Bool {
         measured >= earliest - Self.measurementSlack && measured <= latest + Self.measurementSlack
+    }
+
+    /// The re-arm from the previous event, measured, is inside its step window (true without one).
+    public func stepContains(sincePrevious gap: Double) -> Bool {
+        guard let low = stepEarliest, let high = stepLatest else { return true }
+        return gap >= low - Self.measurementSlack && gap <= high + Self.measurementSlack
+    }
+
+    func withStep(_ step: ClosedRange<Double>) -> ExpectedEvent {
+        var e = self
+        e.stepEarliest = step.lowerBound
+        e.stepLatest = step.upperBound
+        return e
     }
 }
 
@@ -49,16 +66,19 @@ public enum KernelTimerModel {
         var events: [ExpectedEvent] = []
         func nominal(_ k: Int) -> Double { Double(idle + (k - 1) * interval) }
         func event(_ kind: ExpectedEvent.Kind, _ index: Int, _ expected: Double, _ window: ClosedRange<Double>,
-                   required: Bool = true) -> ExpectedEvent {
+                   required: Bool = true, step: ClosedRange<Double>? = nil) -> ExpectedEvent {
             ExpectedEvent(kind: kind, index: index, expected: expected, earliest: window.lowerBound,
-                          latest: window.upperBound, required: required)
+                          latest: window.upperBound, required: required,
+                          stepEarliest: step?.lowerBound, stepLatest: step?.upperBound)
         }
         guard let u = userTimeoutMs, u > 0 else {
+            var step: ClosedRange<Double>? = nil
             for k in 1...max(count, 1) {
-                events.append(event(.probe, k, nominal(k), chain.seconds))
+                events.append(event(.probe, k, nominal(k), chain.seconds, step: step))
+                step = chain.step(delta: intervalJ)
                 chain = chain.rearmed(delta: intervalJ)
             }
-            events.append(event(.abort, 1, Double(idle + count * interval), chain.seconds))
+            events.append(event(.abort, 1, Double(idle + count * interval), chain.seconds, step: step))
             return events
         }
         // Abort needs elapsed (jiffies since the last reception) ≥ msecs_to_jiffies(U) and at
@@ -70,18 +90,19 @@ public enum KernelTimerModel {
         events.append(event(.probe, 1, nominal(1), chain.seconds))
         var k = 1
         while k < 100_000 {
+            let step = chain.step(delta: intervalJ)
             chain = chain.rearmed(delta: intervalJ)
             if chain.earliest >= uJ {
-                events.append(event(.abort, 1, abortNominal, chain.seconds))
+                events.append(event(.abort, 1, abortNominal, chain.seconds, step: step))
                 return events
             }
             k += 1
             if chain.latest + jitter < uJ {
-                events.append(event(.probe, k, nominal(k), chain.seconds))
+                events.append(event(.probe, k, nominal(k), chain.seconds, step: step))
                 continue
             }
             // Either the abort here or one more probe here and the abort at the next firing.
-            events.append(event(.probe, k, nominal(k), chain.seconds, required: false))
+            events.append(event(.probe, k, nominal(k), chain.seconds, required: false, step: step))
             let next = chain.rearmed(delta: intervalJ)
             events.append(event(.abort, 1, abortNominal, chain.seconds.lowerBound ... next.seconds.upperBound))
             return events

@@ -130,6 +130,15 @@ public struct TimerChain: Sendable, Equatable {
         return next
     }
 
+    /// Seconds from this firing (as measured) to the next, armed for `delta`: what one re-arm
+    /// adds, whatever the earlier lateness was. A tick either way: both instants sit somewhere in
+    /// their jiffy.
+    public func step(delta: UInt64) -> ClosedRange<Double> {
+        let next = TimerChain(earliest: 0, latest: 0, alignmentShift: alignmentShift, hz: hz, jitter: jitter).rearmed(delta: delta)
+        let tick = 1 / Double(hz)
+        return (Double(next.earliest) - 1) * tick ... (Double(next.latest + jitter) + 1) * tick
+    }
+
     /// Seconds after the anchor's real instant: the anchor may lie anywhere in its jiffy (up to a
     /// tick before the expected instant), and a handler may run `jitter` jiffies after its bucket.
     public var seconds: ClosedRange<Double> {
