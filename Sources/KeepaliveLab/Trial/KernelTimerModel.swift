@@ -165,10 +165,15 @@ public enum KernelTimerModel {
 
     /// Unacknowledged data with TCP_USER_TIMEOUT = U, from the first timer retransmission (the
     /// kernel's retrans_stamp): each re-arm is `tcp_clamp_rto_to_user_timeout()` — the RTO, or
-    /// the time left until U if shorter — and the firing with elapsed ≥ U aborts.
-    public static func userTimeout(ms: UInt32, hz: Int, jitter: UInt64 = hostJitter) -> [ExpectedEvent] {
+    /// the time left until U if shorter — and the firing with elapsed ≥ U aborts. The RTO at that
+    /// point is `srtt + rttvar` ≥ TCP_RTO_MIN; under bulk data on a veth srtt reaches a few ms
+    /// (measured here: 208 ms at HZ=250), so by default every RTO up to TCP_RTO_MIN + 50 ms is
+    /// modelled (pass `initialRto` in jiffies when TCP_INFO told it).
+    public static func userTimeout(ms: UInt32, hz: Int, initialRto: ClosedRange<UInt64>? = nil,
+                                   jitter: UInt64 = hostJitter) -> [ExpectedEvent] {
         let rtoMin = UInt64(hz / 5)
-        let runs = [rtoMin, rtoMin + 1].map {
+        let rtos = initialRto ?? rtoMin ... rtoMin + UInt64(max(1, hz / 20))
+        let runs = rtos.map {
             ladder(initialRto: $0, timeoutMs: UInt64(ms), userTimeoutMs: UInt64(ms), tailLossProbe: false,
                    hz: hz, jitter: jitter, fromFirstRetransmission: true)
         }
