@@ -17,6 +17,13 @@ public struct EventCheck: Codable, Sendable, Equatable {
     /// Inside the window from the anchor and, when there is one, the step window.
     public var inside: Bool
 
+    enum CodingKeys: String, CodingKey {
+        case kind, index, predicted, earliest, latest, measured, inside
+        case stepEarliest = "step_earliest"
+        case stepLatest = "step_latest"
+        case sincePrevious = "since_previous"
+    }
+
     /// Pairs the model's events with measured ones in order, per kind: the k-th probe seen with
     /// probe k. The abort is the app's detection. A measured event the model did not expect
     /// (one probe too many) is a failed check with no window.

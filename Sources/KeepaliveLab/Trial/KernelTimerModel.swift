@@ -23,6 +23,12 @@ public struct ExpectedEvent: Codable, Sendable, Equatable {
     public var stepEarliest: Double? = nil
     public var stepLatest: Double? = nil
 
+    enum CodingKeys: String, CodingKey {
+        case kind, index, expected, earliest, latest, required
+        case stepEarliest = "step_earliest"
+        case stepLatest = "step_latest"
+    }
+
     /// What a capture or a clock read adds on either side: pcap timestamps are converted from
     /// CLOCK_REALTIME, and the app learns of the abort after the kernel's softirq.
     public static let measurementSlack = 0.004
