@@ -33,6 +33,12 @@ let package = Package(
             pkgConfig: "libnftables",
             providers: [.apt(["libnftables-dev"])]
         ),
+        // zlib: reads /proc/config.gz (the running kernel's CONFIG_HZ).
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // What Swift cannot import: unshare/setns/CLONE_NEW*, gettid, TC_HANDLE, extack capture.
         .target(
             name: "CKeepaliveShim",
@@ -48,7 +54,7 @@ let package = Package(
         .target(
             name: "KeepaliveLab",
             dependencies: [
-                "KeepaliveNet", "CPcap", "CKeepaliveShim",
+                "KeepaliveNet", "CPcap", "CKeepaliveShim", "CZlib",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]

@@ -39,10 +39,9 @@ public enum ExecutionEnvironment {
         return [Backend.userns.rawValue, Backend.uml.rawValue].contains(value) ? value : Backend.host.rawValue
     }
 
-    /// CONFIG_HZ of the running kernel when the launcher knew it (UML), else nil.
-    public static var kernelHz: Int? {
-        ProcessInfo.processInfo.environment[kernelHzVariable].flatMap { Int($0) }
-    }
+    /// CONFIG_HZ of the running kernel: as the launcher declared it (UML), else from the
+    /// kernel's config (`KernelHz`), else nil.
+    public static var kernelHz: Int? { KernelHz.current }
 
     /// A sentence to print next to timing numbers when the kernel is not the host's.
     public static var timingNote: String? {

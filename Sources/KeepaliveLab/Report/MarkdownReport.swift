@@ -191,8 +191,10 @@ public enum MarkdownReport {
             "- A keepalive probe is an empty ACK with seq = SND.UNA − 1; its reply is a duplicate ACK. ICMP lines come from R.",
             "- Expected values come from the kernel's timer rules (net/ipv4/tcp_timer.c): a silent peer is declared dead `idle + count × interval` "
                 + "after the last segment A received; with TCP_USER_TIMEOUT the probe count is ignored; with unacknowledged data no probe is sent "
-                + "and retransmissions (capped by TCP_USER_TIMEOUT) decide. Timers never fire early and may be late by up to 12.5 %, "
-                + "so a measurement matches when it is within 4 ms + 12.5 % above the formula.",
+                + "and retransmissions (capped by TCP_USER_TIMEOUT) decide. Timers never fire early but land in timer-wheel buckets "
+                + "(kernel/time/timer.c: up to 8^level jiffies late, each re-arm from the previous firing), so a trial matches when every "
+                + "modelled probe, retransmission and abort lies in its window (`events` in results.jsonl); with the kernel's HZ unknown, "
+                + "within 4 ms + 12.5 % above the formula.",
             "- Detected: B was broken and A found out before the deadline. Missed: it did not. "
                 + "False positive: B was healthy and the connection was closed anyway. Survived: B was healthy and the connection stayed open.",
             "",

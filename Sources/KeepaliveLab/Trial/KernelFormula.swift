@@ -16,13 +16,24 @@ public struct Expectation: Codable, Sendable, Equatable {
     public var seconds: Double
     /// How the figure was derived, for reports.
     public var formula: String
+    /// Event by event from the timer model (`KernelTimerModel`), when the kernel's HZ is known:
+    /// each probe / retransmission and the abort with its window. nil (key absent) otherwise.
+    public var events: [ExpectedEvent]? = nil
+    /// The CONFIG_HZ the events were computed for.
+    public var hz: Int? = nil
+
+    /// The abort's window from the timer model, when there is one.
+    public var abortEvent: ExpectedEvent? { events?.last(where: { $0.kind == .abort }) }
 
     /// Timers never fire early and may be late by up to 12.5 % (timer wheel granularity); 4 ms
     /// covers capture and scheduling noise (packetdrill's default tolerance).
     public static func tolerance(for expected: Double) -> Double { 0.004 + 0.125 * expected }
 
+    /// With the timer model: inside the abort's window. Without (HZ unknown, heartbeat): the
+    /// formula's figure with 4 ms + 12.5 % (and a coarse tick either way).
     public func accepts(_ measured: Double) -> Bool {
-        measured >= seconds - 0.004 - Self.coarseTick && measured <= seconds + Self.tolerance(for: seconds) + Self.coarseTick
+        if let abort = abortEvent { return abort.contains(measured) }
+        return measured >= seconds - 0.004 - Self.coarseTick && measured <= seconds + Self.tolerance(for: seconds) + Self.coarseTick
     }
 
     /// One tick of a kernel whose clock is coarser than the 4 ms above covers (UML: HZ=100, 10 ms):
@@ -34,7 +45,17 @@ public struct Expectation: Codable, Sendable, Equatable {
     }
 
     /// Keepalive on an idle connection with a silent peer.
-    public static func keepalive(_ k: KeepaliveSetting, userTimeoutMs: UInt32?) -> Expectation {
+    public static func keepalive(_ k: KeepaliveSetting, userTimeoutMs: UInt32?, hz: Int? = KernelHz.current) -> Expectation {
+        var e = keepaliveFormula(k, userTimeoutMs: userTimeoutMs)
+        if let hz, hz > 0 {
+            e.hz = hz
+            e.events = KernelTimerModel.keepalive(idle: k.idle, interval: k.interval, count: k.count,
+                                                  userTimeoutMs: userTimeoutMs, hz: hz)
+        }
+        return e
+    }
+
+    static func keepaliveFormula(_ k: KeepaliveSetting, userTimeoutMs: UInt32?) -> Expectation {
         if let u = userTimeoutMs, u > 0 {
             // With TCP_USER_TIMEOUT the probe count is ignored: abort at the first probe timer
             // after U has elapsed since the last reception.
@@ -49,20 +70,42 @@ public struct Expectation: Codable, Sendable, Equatable {
 
     /// A rebooted peer answers the first probe after it is back with RST.
     /// `backAfter` is the time from the last reception to B's return.
-    public static func keepaliveAfterReboot(_ k: KeepaliveSetting, backAfter: Double) -> Expectation {
+    public static func keepaliveAfterReboot(_ k: KeepaliveSetting, backAfter: Double, hz: Int? = KernelHz.current) -> Expectation {
         let firstProbe = Double(k.idle)
         let index = max(0, ((backAfter - firstProbe) / Double(k.interval)).rounded(.up))
-        guard index < Double(k.count) else { return keepalive(k, userTimeoutMs: nil) }
-        return Expectation(anchor: .lastReceived, seconds: firstProbe + index * Double(k.interval),
-                           formula: "first probe after B is back: idle + \(Int(index)) × interval")
+        guard index < Double(k.count) else { return keepalive(k, userTimeoutMs: nil, hz: hz) }
+        var e = Expectation(anchor: .lastReceived, seconds: firstProbe + index * Double(k.interval),
+                            formula: "first probe after B is back: idle + \(Int(index)) × interval")
+        if let hz, hz > 0, let events = KernelTimerModel.keepaliveAfterReboot(
+            idle: k.idle, interval: k.interval, count: k.count, backAfter: backAfter, hz: hz) {
+            e.hz = hz
+            e.events = events
+        }
+        return e
     }
 
     /// Retransmissions of unacknowledged data, capped by TCP_USER_TIMEOUT. The kernel counts from
     /// the first timer-driven retransmission (retrans_stamp); a tail-loss probe before it does not
     /// start the clock.
-    public static func userTimeout(ms: UInt32) -> Expectation {
-        Expectation(anchor: .firstTimeoutRetransmission, seconds: Double(ms) / 1000,
-                    formula: "TCP_USER_TIMEOUT = \(ms) ms after A's first timer-driven retransmission")
+    public static func userTimeout(ms: UInt32, hz: Int? = KernelHz.current) -> Expectation {
+        var e = Expectation(anchor: .firstTimeoutRetransmission, seconds: Double(ms) / 1000,
+                            formula: "TCP_USER_TIMEOUT = \(ms) ms after A's first timer-driven retransmission")
+        if let hz, hz > 0 {
+            e.hz = hz
+            e.events = KernelTimerModel.userTimeout(ms: ms, hz: hz)
+        }
+        return e
+    }
+
+    /// Unacknowledged data to a silent peer without TCP_USER_TIMEOUT: tcp_retries2 retransmissions
+    /// (`tcp_model_timeout()`), from the original send. Needs HZ: the ladder is the model itself.
+    public static func retransmissionTimeout(retries2: Int = 15, hz: Int) -> Expectation {
+        let rtoMin = UInt64(hz / 5)
+        let ms = KernelTimerModel.modelTimeoutMs(boundary: retries2, rtoBase: rtoMin, hz: hz)
+        let events = KernelTimerModel.retransmissions(retries2: retries2, hz: hz)
+        return Expectation(anchor: .oldestUnacked, seconds: events.last?.expected ?? Double(ms) / 1000,
+                           formula: "tcp_retries2 = \(retries2): tcp_model_timeout = \(ms) ms after the first timer retransmission",
+                           events: events, hz: hz)
     }
 
     public static func heartbeat(_ h: HeartbeatSetting) -> Expectation {

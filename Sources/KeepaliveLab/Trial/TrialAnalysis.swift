@@ -141,6 +141,7 @@ struct TrialAnalysis {
         let wireAbort = afterFault.rstFromA.first
         let expected = expectation
         let measured = expected.flatMap { e in instant(of: e.anchor).flatMap { a in tDetect.map { $0 - a } } }
+        let eventChecks = self.eventChecks(expected)
         var notes = notes
         if backend == "uml", let note = ExecutionEnvironment.timingNote { notes.append(note) }
         let icmp = afterFault.count(.icmp)
@@ -174,7 +175,8 @@ struct TrialAnalysis {
             expected: expected,
             expectedS: expected?.seconds,
             measuredS: measured,
-            withinTolerance: expected.map { e in measured.map(e.accepts) ?? false },
+            withinTolerance: eventChecks.map { $0.allSatisfy(\.inside) }
+                ?? expected.map { e in measured.map(e.accepts) ?? false },
             probesSent: afterFault.probesSent,
             probeReplies: afterFault.probeReplies,
             rstSeen: afterFault.count(.rst) > 0,
@@ -195,8 +197,17 @@ struct TrialAnalysis {
         result.clock = LabClock.current.rawValue
         result.kernelHz = ExecutionEnvironment.kernelHz
         result.kernelSource = ExecutionEnvironment.kernelSource
+        result.events = eventChecks
         applyNetworkFault(to: &result)
         return result
+    }
+
+    /// The timer model's events against the wire: A's probes and retransmissions, and the app's
+    /// detection as the abort (nil without a model or an anchor).
+    func eventChecks(_ expected: Expectation?) -> [EventCheck]? {
+        guard let expected, let anchor = instant(of: expected.anchor) else { return nil }
+        let sent = segments.filter { $0.direction == .aToB }.map { (t: $0.t, kind: $0.kind, payload: $0.payloadLength) }
+        return EventCheck.checks(for: expected, anchor: anchor, detection: tDetect, sentByA: sent)
     }
 
     /// The connection's segments relative to the fault. Bulk data is thinned (first and last few,

@@ -30,6 +30,8 @@ public struct TrialResult: Codable, Sendable {
     public var expectedS: Double?
     /// The measurement against `expected`, from the expectation's anchor.
     public var measuredS: Double?
+    /// With the timer model (`expected.events`): true when every checked event is inside its
+    /// window (`events`); else the abort alone against the formula's tolerance.
     public var withinTolerance: Bool?
     public var probesSent: Int
     public var probeReplies: Int
@@ -79,6 +81,9 @@ public struct TrialResult: Codable, Sendable {
     public var kernelHz: Int? = nil
     /// Where that kernel came from: e.g. "lab kernel (linux-source-6.12 6.12.117-1~deb12u1)".
     public var kernelSource: String? = nil
+    /// Each modelled kernel event (probes, retransmissions, abort): predicted window and measured
+    /// instant, seconds after the expectation's anchor. nil (key absent) without the timer model.
+    public var events: [EventCheck]? = nil
 
     enum CodingKeys: String, CodingKey {
         case outcome, errno
@@ -116,6 +121,7 @@ public struct TrialResult: Codable, Sendable {
         case clock
         case kernelHz = "kernel_hz"
         case kernelSource = "kernel_source"
+        case events
     }
 }
 
