@@ -121,3 +121,26 @@ enum VirtualTimePrerequisites {
         return try #require(LabKernel.find())
     }
 }
+
+/// The stall watchdog, with a process that spins on purpose.
+@Suite(.serialized, .enabled(if: VirtualTimePrerequisites.shouldRun, Comment(rawValue: VirtualTimePrerequisites.missing ?? "")))
+struct VirtualTimeStallTests {
+    @Test func aBusyProcessStopsTheGuestWithAnErrorNamingIt() throws {
+        _ = try VirtualTimePrerequisites.requireKernel()
+        let error = try Leftovers.checked { () -> UMLError? in
+            do {
+                _ = try UMLMachine.run(arguments: ["spin"],
+                                       options: UMLOptions(bootTimeout: 30, kernel: .lab(hz: nil), clock: .virtual, stallSeconds: 3),
+                                       timeout: 120, output: CapturedOutput().sink, executable: BackendPrerequisites.binary!)
+                return nil
+            } catch let error as UMLError {
+                return error
+            }
+        }
+        guard case .clockStalled(_, let detail, _) = try #require(error, "a spinning guest must be stopped") else {
+            Issue.record("expected a stalled clock, got \(String(describing: error))")
+            return
+        }
+        #expect(detail.contains("spin") && detail.contains("state R"), "the busy process is named: \(detail)")
+    }
+}

@@ -27,7 +27,8 @@ public struct UMLOptions: Sendable {
                                         "nft_numgen", "nft_reject", "nft_masq", "nf_conntrack_netlink"]
 
     public init(memoryMB: Int = 1024, bootTimeout: Double = 30, modules: [String] = UMLOptions.defaultModules,
-                kernel: KernelChoice = .auto, clock: LabClock = .real) {
+                kernel: KernelChoice = .auto, clock: LabClock = .real, stallSeconds: Double = 60) {
+        self.stallSeconds = stallSeconds
         self.memoryMB = memoryMB
         self.bootTimeout = bootTimeout
         self.modules = modules

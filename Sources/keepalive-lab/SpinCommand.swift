@@ -1,0 +1,14 @@
+import ArgumentParser
+import Foundation
+
+/// Hidden: a deliberate busy loop (clock reads, never a wait), so tests can show that a guest whose
+/// virtual clock stalls is stopped with an error naming the busy process.
+struct SpinCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spin", abstract: "Busy-loop until killed (tests the virtual-time stall watchdog).", shouldDisplay: false)
+
+    func run() throws {
+        var now = timespec()
+        while true { clock_gettime(CLOCK_MONOTONIC, &now) }
+    }
+}
