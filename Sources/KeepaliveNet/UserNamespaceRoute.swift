@@ -26,12 +26,12 @@ public enum UserNamespaceRoute: String, CaseIterable, Codable, Sendable, CustomS
         euid == 0 ? [.mapRoot, .dropUID] : [.mapSelf]
     }
 
-    /// What the route does, for reports.
-    public func explanation(dropTo uid: UInt32 = unprivilegedUID) -> String {
+    /// What the route does, for reports. `uid`: the uid the process started as.
+    public func explanation(uid: UInt32 = getuid(), dropTo: UInt32 = unprivilegedUID) -> String {
         switch self {
         case .mapRoot: return "uid 0 mapped to root in a new user namespace (uid_map \"0 0 1\", CAP_SETFCAP)"
-        case .dropUID: return "became uid \(uid) (CAP_SETUID), then mapped it to root in a new user namespace"
-        case .mapSelf: return "uid \(geteuid()) mapped itself to root in a new user namespace"
+        case .dropUID: return "became uid \(dropTo) (CAP_SETUID), then mapped it to root in a new user namespace"
+        case .mapSelf: return "uid \(uid) mapped itself to root in a new user namespace"
         }
     }
 }
@@ -76,7 +76,7 @@ public struct UserNamespaceEntry: Codable, Sendable, Equatable {
     public var summary: [String] {
         attempts.map { attempt in
             attempt.refusal.map { "\(attempt.route): refused — \($0)" }
-                ?? "\(attempt.route): used — \(attempt.route.explanation())"
+                ?? "\(attempt.route): used — \(attempt.route.explanation(uid: uid))"
         }
     }
 }

@@ -70,7 +70,8 @@ extension DoctorCommand {
                      + "kernel \(kernel)\(features.isEmpty ? "" : " · " + features)"
                      + (status.seconds.map { String(format: " · examined in %.1f s", $0) } ?? "")]
         lines.append("        \(pad) \(status.why)")
-        for attempt in status.routes ?? [] {
+        // A refused route's reason is already in `why` when no route worked.
+        for attempt in status.routes ?? [] where !(attempt.refusal.map(status.why.contains) ?? false) {
             lines.append("        \(pad) route \(attempt.route): " + (attempt.refusal.map { "refused — \($0)" } ?? "used"))
         }
         for (feature, why) in status.missing.sorted(by: { $0.key < $1.key }) {

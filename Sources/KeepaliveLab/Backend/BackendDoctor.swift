@@ -52,7 +52,8 @@ public enum BackendDoctor {
                 let entry = report.usernsEntry
                 status.route = entry?.route
                 status.routes = entry?.attempts
-                let how = entry?.route.map { "\($0) route: \($0.explanation())" } ?? "in a user namespace"
+                let how = entry.flatMap { entry in entry.route.map { "\($0) route: \($0.explanation(uid: entry.uid))" } }
+                    ?? "in a user namespace"
                 status.why = report.canRun
                     ? "as \(who), \(how), with a private /run: lab namespaces and veth work"
                     : "as \(who), \(how): " + (report.checks.first(where: { !$0.available })?.why ?? "namespaces failed")
