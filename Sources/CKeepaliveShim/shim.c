@@ -15,7 +15,6 @@
 #include <sys/vfs.h>
 #include <sys/mman.h>
 #include <grp.h>
-#include <stdio.h>
 #include <linux/magic.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -65,6 +64,19 @@ static int write_proc_file(const char *path, const char *text) {
     return err;
 }
 
+/* "0 <id> 1" without snprintf: kal_userns_try runs this in a child forked from a threaded process. */
+static void format_map(char *out, unsigned id) {
+    char digits[12];
+    int n = 0;
+    do { digits[n++] = (char)('0' + id % 10); id /= 10; } while (id);
+    *out++ = '0';
+    *out++ = ' ';
+    while (n) *out++ = digits[--n];
+    *out++ = ' ';
+    *out++ = '1';
+    *out = '\0';
+}
+
 int kal_userns_enter(int flags, int drop_to_uid, int *step) {
     *step = 0;
     if (drop_to_uid >= 0) {
@@ -80,9 +92,9 @@ int kal_userns_enter(int flags, int drop_to_uid, int *step) {
     int err = write_proc_file("/proc/self/setgroups", "deny");
     if (err < 0 && err != -ENOENT) { *step = KAL_USERNS_STEP_DENY_SETGROUPS; return err; }
     char map[64];
-    snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
+    format_map(map, (unsigned)uid);
     if ((err = write_proc_file("/proc/self/uid_map", map)) < 0) { *step = KAL_USERNS_STEP_UID_MAP; return err; }
-    snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
+    format_map(map, (unsigned)gid);
     if ((err = write_proc_file("/proc/self/gid_map", map)) < 0) { *step = KAL_USERNS_STEP_GID_MAP; return err; }
     return 0;
 }
