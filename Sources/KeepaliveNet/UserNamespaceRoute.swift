@@ -155,9 +155,20 @@ public enum UserNamespaceDiagnosis {
         case KAL_USERNS_STEP_SETGROUPS, KAL_USERNS_STEP_SETGID, KAL_USERNS_STEP_SETUID:
             let call = ["", "setgroups(0)", "setgid(\(uid))", "setuid(\(uid))"][Int(step)]
             let lacking = [(CapabilitySet.setuid, "CAP_SETUID"), (CapabilitySet.setgid, "CAP_SETGID")].filter { !has($0.0) }.map(\.1)
-            return "\(call) failed: \(failure): becoming uid \(uid) first needs CAP_SETUID and CAP_SETGID; this process "
-                + (lacking.isEmpty ? "has both" : "lacks \(lacking.joined(separator: " and "))")
-                + " (CapEff \(CapabilitySet.names(capabilities)))"
+            var text = "\(call) failed: \(failure): becoming uid \(uid) first needs CAP_SETUID and CAP_SETGID; this process "
+            if !lacking.isEmpty {
+                return text + "lacks \(lacking.joined(separator: " and ")) (CapEff \(CapabilitySet.names(capabilities)))"
+            }
+            text += "has both, "
+            if code == EINVAL {
+                return text + "but \(uid) is not mapped in the user namespace it is in"
+            }
+            let setgroups = (try? String(contentsOfFile: "/proc/self/setgroups", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            if step == KAL_USERNS_STEP_SETGROUPS && setgroups == "deny" {
+                return text + "but it is in a user namespace where setgroups is denied (/proc/self/setgroups: deny)"
+            }
+            return text + "yet was refused"
         case KAL_USERNS_STEP_UNSHARE:
             return "unshare(CLONE_NEWUSER) failed: \(failure): " + unshareCause(code, capabilities: capabilities, facts: facts)
         case KAL_USERNS_STEP_UID_MAP, KAL_USERNS_STEP_GID_MAP, KAL_USERNS_STEP_DENY_SETGROUPS:
@@ -279,11 +290,14 @@ public enum CapabilitySet {
                       "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
                       "CHECKPOINT_RESTORE"]
 
-    /// "CAP_NET_ADMIN,CAP_SETFCAP"; "none"; "all" when every known capability is there.
+    /// "CAP_NET_ADMIN,CAP_SETFCAP"; "none"; "all"; "all but CAP_SYS_RESOURCE" when most are there.
     public static func names(_ bits: UInt64) -> String {
         let held = all.indices.filter { bits & (UInt64(1) << UInt64($0)) != 0 }
         if held.isEmpty { return "none" }
         if held.count == all.count { return "all" }
+        if held.count > all.count / 2 {
+            return "all but " + all.indices.filter { !held.contains($0) }.map { "CAP_" + all[$0] }.joined(separator: ",")
+        }
         return held.map { "CAP_" + all[$0] }.joined(separator: ",")
     }
 }
