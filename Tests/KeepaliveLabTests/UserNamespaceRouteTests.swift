@@ -92,6 +92,7 @@ extension BackendTests {
             #expect(status["route"] as? String == "drop-uid")
             let refusal = Self.routes(status)["map-root"] ?? nil
             #expect(refusal?.contains("CAP_SETFCAP") == true, "map-root refused for lack of CAP_SETFCAP: \(String(describing: refusal))")
+            try Self.expectDetected(try Self.crashTrial(Self.netAdminSetuid))
         }
 
         @Test func rootWithNetAdminOnlyIsRefusedWithTheMissingCapabilities() throws {
