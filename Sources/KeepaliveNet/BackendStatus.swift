@@ -21,6 +21,10 @@ extension DoctorReport {
         public var seconds: Double?
         /// UML: host seconds until the guest was up.
         public var bootSeconds: Double?
+        /// userns: the way into the user namespace that was used, if one worked.
+        public var route: UserNamespaceRoute?
+        /// userns: every route tried, in order, and what refused those that failed.
+        public var routes: [UserNamespaceAttempt]?
 
         public init(name: String, available: Bool, kernel: String? = nil, hz: Int? = nil, why: String, fix: String = "",
                     features: [String: Bool] = [:], missing: [String: String] = [:], seconds: Double? = nil,

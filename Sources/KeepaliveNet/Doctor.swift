@@ -51,21 +51,27 @@ public struct DoctorReport: Codable, Sendable {
             self.how = how
         }
     }
+    /// When this doctor runs in the userns sandbox: how the sandbox got into its user namespace.
+    public var usernsEntry: UserNamespaceEntry? = nil
 }
 
 public enum Doctor {
     static let containerFlags = "docker/podman: --cap-add NET_ADMIN --cap-add SYS_ADMIN (or --privileged)"
 
-    /// `userNamespaceProbe` runs the unprivileged user-namespace attempt in a separate process
-    /// (it must drop to an unprivileged uid first); it returns nil on success or the failure text.
+    /// `userNamespaceProbe` runs the user-namespace attempt in a separate process (it must be
+    /// single-threaded, and may change its uid); it returns whether it worked and what happened.
     /// `environments` false: only what this process itself can do (the userns and UML checks are
     /// skipped — the doctor run inside those backends).
-    public static func examine(environments: Bool = true, userNamespaceProbe: () -> String?) -> DoctorReport {
+    public static func examine(environments: Bool = true,
+                               userNamespaceProbe: () -> (available: Bool, why: String)) -> DoctorReport {
         var checks: [DoctorReport.Check] = []
         let caps = [
             "NET_ADMIN": Privileges.has(capability: Privileges.capNetAdmin),
             "SYS_ADMIN": Privileges.has(capability: Privileges.capSysAdmin),
             "NET_RAW": Privileges.has(capability: Privileges.capNetRaw),
+            "SETFCAP": Privileges.has(capability: CapabilitySet.setfcap),
+            "SETUID": Privileges.has(capability: CapabilitySet.setuid),
+            "SETGID": Privileges.has(capability: CapabilitySet.setgid),
         ]
         var probeNS: NetworkNamespace?
         var probeNL: NetlinkSocket?
@@ -96,18 +102,20 @@ public enum Doctor {
         probeNL = nil
         if !environments {
             // Inside a backend: its own features only.
-        } else if let failure = userNamespaceProbe() {
-            checks.append(.init(name: "userns", available: false, why: failure,
-                                fix: "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
-                                    + "user.max_user_namespaces > 0; docker: --security-opt seccomp=unconfined)"))
         } else {
-            checks.append(.init(name: "userns", available: true,
-                                why: "an unprivileged uid created a user + network namespace", fix: ""))
+            let probe = userNamespaceProbe()
+            checks.append(.init(name: "userns", available: probe.available, why: probe.why,
+                                fix: probe.available ? "" : "as root: grant CAP_SETFCAP (or CAP_SETUID and CAP_SETGID); otherwise "
+                                    + "enable unprivileged user namespaces (user.max_user_namespaces > 0, "
+                                    + "kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0 where "
+                                    + "they exist; docker: --security-opt seccomp=unconfined)"))
         }
         if environments { checks.append(umlCheck()) }
         let available = Dictionary(uniqueKeysWithValues: checks.map { ($0.name, $0.available) })
-        return DoctorReport(kernel: kernelRelease(), capabilities: caps, checks: checks,
-                            canRun: available["netns"] == true && available["veth"] == true)
+        var report = DoctorReport(kernel: kernelRelease(), capabilities: caps, checks: checks,
+                                  canRun: available["netns"] == true && available["veth"] == true)
+        report.usernsEntry = UserNamespaceEntry.current
+        return report
     }
 
     static func vethCheck(_ nl: NetlinkSocket) -> DoctorReport.Check {

@@ -15,7 +15,7 @@ public final class NetlinkSocket: @unchecked Sendable {
 
     /// Opens a socket in the calling thread's network namespace.
     public init(namespaceName: String) throws {
-        guard let sk = nl_socket_alloc() else {
+        guard let sk = kal_nl_socket_alloc_quiet() else {
             throw SystemCallError("allocate netlink socket for \(namespaceName)", errno: ENOMEM)
         }
         lastError = .allocate(capacity: 1)

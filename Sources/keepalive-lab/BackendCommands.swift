@@ -4,6 +4,8 @@ import Foundation
 import KeepaliveLab
 import KeepaliveNet
 
+extension UserNamespaceRoute: ExpressibleByArgument {}
+
 /// Hidden: becomes the rootless backend's sandbox (user + mount + network namespace, private /run),
 /// then executes `COMMAND…` (a keepalive-lab command line) in it. Started by UserNamespaceLauncher.
 struct UserNamespaceExecCommand: ParsableCommand {
@@ -12,8 +14,14 @@ struct UserNamespaceExecCommand: ParsableCommand {
         abstract: "Run a keepalive-lab command inside an unprivileged user-namespace sandbox (used by --backend userns).",
         shouldDisplay: false)
 
-    @Option(help: "When started as root, become this uid (and gid) first.")
-    var uid: UInt32?
+    @Option(help: "When started as root without CAP_SETFCAP, become this uid (and gid) first (the drop-uid route).")
+    var uid: UInt32 = UserNamespaceRoute.unprivilegedUID
+
+    @Option(name: .customLong("route"),
+            help: ArgumentHelp("Only these ways into the user namespace, in this order (repeatable). "
+                               + "Default: map-root then drop-uid as root, map-self otherwise.",
+                               valueName: "map-root|drop-uid|map-self"))
+    var routes: [UserNamespaceRoute] = []
 
     @Flag(help: "Only check that lab namespaces can be created in the sandbox; print why not.")
     var probe = false
@@ -27,19 +35,15 @@ struct UserNamespaceExecCommand: ParsableCommand {
     func run() throws {
         // Nothing before this may start a thread: the kernel refuses CLONE_NEWUSER to a threaded process.
         let parent = getppid()
-        if let uid, getuid() == 0 {
-            var none: [gid_t] = []
-            guard setgroups(0, &none) == 0, setgid(uid) == 0, setuid(uid) == 0 else {
-                print("cannot become uid \(uid): \(String(cString: strerror(errno)))")
-                throw ExitCode(2)
-            }
-        }
+        let entry: UserNamespaceEntry
         do {
-            try UserNamespace.enterSandbox()
+            entry = try UserNamespace.enterSandbox(routes: routes.isEmpty ? UserNamespaceRoute.candidates() : routes,
+                                                   dropTo: uid)
         } catch {
-            print("\(error)")
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
             throw ExitCode(1)
         }
+        setenv(UserNamespaceEntry.environmentVariable, entry.json, 1)
         // A uid change or new user namespace clears the parent-death signal: arm it again.
         _ = kal_set_parent_death_signal(SIGKILL)
         if getppid() != parent { throw ExitCode(1) }
@@ -52,7 +56,7 @@ struct UserNamespaceExecCommand: ParsableCommand {
                 print("inside a user namespace: no netem: \(reason)")
                 throw ExitCode(1)
             }
-            print("ok")
+            print("ok: \(entry.summary.joined(separator: "; "))")
             return
         }
         guard !command.isEmpty else { throw ValidationError("nothing to run: give a command after --") }

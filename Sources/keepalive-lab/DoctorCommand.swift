@@ -26,7 +26,7 @@ struct DoctorCommand: ParsableCommand {
             if run.status != 0 { throw ExitCode(run.status) }
             return
         }
-        var report = Doctor.examine(environments: backend == nil, userNamespaceProbe: UserNamespaceProbe.runAsNobody)
+        var report = Doctor.examine(environments: backend == nil, userNamespaceProbe: UserNamespaceProbe.run)
         if backend == nil {
             let statuses = BackendDoctor.examine(host: report)
             report.backends = statuses
@@ -80,6 +80,10 @@ extension DoctorCommand {
                      + "kernel \(kernel)\(features.isEmpty ? "" : " · " + features)"
                      + (status.seconds.map { String(format: " · examined in %.1f s", $0) } ?? "")]
         lines.append("        \(pad) \(status.why)")
+        // A refused route's reason is already in `why` when no route worked.
+        for attempt in status.routes ?? [] where !(attempt.refusal.map(status.why.contains) ?? false) {
+            lines.append("        \(pad) route \(attempt.route): " + (attempt.refusal.map { "refused — \($0)" } ?? "used"))
+        }
         for (feature, why) in status.missing.sorted(by: { $0.key < $1.key }) {
             lines.append("        \(pad) \(feature): \(why)")
         }
@@ -88,44 +92,34 @@ extension DoctorCommand {
     }
 }
 
-/// Runs `keepalive-lab probe-userns` as uid/gid 65534 in a child process and reports its failure.
+/// The doctor's `userns` check: each route into a user namespace (`UserNamespaceRoute`) tried for
+/// real in a throwaway child process, up to the first that works.
 enum UserNamespaceProbe {
-    static func runAsNobody() -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: selfExecutable())
-        process.arguments = ["probe-userns", "--uid", "65534"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do { try process.run() } catch { return "could not start the probe: \(error)" }
-        process.waitUntilExit()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        return process.terminationStatus == 0 ? nil : (text.isEmpty ? "probe exited \(process.terminationStatus)" : text)
-    }
-
-    static func selfExecutable() -> String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    static func run() -> (available: Bool, why: String) {
+        let entry = UserNamespace.tryRoutes()
+        guard let route = entry.route else { return (false, "\(UserNamespaceRefused(entry: entry))") }
+        let refused = entry.attempts.compactMap { attempt in attempt.refusal.map { "\(attempt.route) refused: \($0)" } }
+        return (true, "created a user + network namespace by the \(route) route (\(route.explanation()))"
+                    + (refused.isEmpty ? "" : "; " + refused.joined(separator: "; ")))
     }
 }
 
-/// Hidden: drops to an unprivileged uid, then tries unshare(CLONE_NEWUSER | CLONE_NEWNET).
+/// Hidden: unshare(CLONE_NEWUSER | CLONE_NEWNET) by the first route that works (or only `--route`),
+/// then says which route it was, or what refused each.
 struct ProbeUserNamespaceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "probe-userns", shouldDisplay: false)
 
-    @Option var uid: UInt32 = 65534
+    @Option(help: "The uid the drop-uid route becomes.")
+    var uid: UInt32 = UserNamespaceRoute.unprivilegedUID
+
+    @Option(name: .customLong("route"), help: "Only these routes, in this order (repeatable).")
+    var routes: [UserNamespaceRoute] = []
 
     func run() throws {
-        if getuid() == 0 {
-            var groups: [gid_t] = []
-            guard setgroups(0, &groups) == 0, setgid(uid) == 0, setuid(uid) == 0 else {
-                print("cannot drop to uid \(uid): \(String(cString: strerror(errno)))")
-                throw ExitCode(2)
-            }
-        }
         do {
-            try UserNamespace.enterUnprivileged()
-            print("ok")
+            let entry = try UserNamespace.enterUnprivileged(routes: routes.isEmpty ? UserNamespaceRoute.candidates() : routes,
+                                                            dropTo: uid)
+            print("ok: \(entry.summary.joined(separator: "; "))")
         } catch {
             print("\(error)")
             throw ExitCode(1)

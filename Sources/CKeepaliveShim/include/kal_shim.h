@@ -22,6 +22,39 @@ int kal_set_parent_death_signal(int sig);
  * and uid_map could not be written. */
 int kal_set_dumpable(void);
 
+/* ---- User namespaces: the routes into one (UserNamespaceRoute.swift) ---- */
+
+/* The step of kal_userns_enter that failed. */
+#define KAL_USERNS_STEP_SETGROUPS 1      /* setgroups(0, NULL) before the uid change */
+#define KAL_USERNS_STEP_SETGID 2
+#define KAL_USERNS_STEP_SETUID 3
+#define KAL_USERNS_STEP_UNSHARE 4
+#define KAL_USERNS_STEP_DENY_SETGROUPS 5 /* writing "deny" to /proc/self/setgroups */
+#define KAL_USERNS_STEP_UID_MAP 6
+#define KAL_USERNS_STEP_GID_MAP 7
+
+/* With drop_to_uid >= 0: setgroups(0), setgid and setuid to it first (needs CAP_SETGID/CAP_SETUID).
+ * Then unshare(flags) (flags include CLONE_NEWUSER) and map the effective uid and gid to 0 inside
+ * ("0 <euid> 1", "0 <egid> 1", setgroups denied). Mapping uid 0 needs CAP_SETFCAP since Linux 5.12.
+ * Returns 0, or -errno with *step set to the KAL_USERNS_STEP_* that failed. The caller must be
+ * single-threaded. */
+int kal_userns_enter(int flags, int drop_to_uid, int *step);
+
+/* The same in a forked child that exits right after: a real attempt that leaves the caller as it
+ * was. Returns 0 or -errno with *step set (step 0: fork or pipe failed). */
+int kal_userns_try(int flags, int drop_to_uid, int *step);
+
+/* memfd_create(name, MFD_CLOEXEC). Returns the fd or -1 with errno. */
+int kal_memfd_create(const char *name);
+
+/* socket(AF_NETLINK, SOCK_RAW, NETLINK_NETFILTER), closed again: 0 when it opens, else -errno.
+ * libnftables prints to stderr and exit()s the process when it cannot open this socket. */
+int kal_netfilter_socket_check(void);
+
+/* A libnl socket whose callbacks are libnl's quiet defaults whatever NLCB says (NLCB=debug or
+ * verbose would make libnl print every message to stderr), with libnl's debug output (NLDBG) off. */
+struct nl_sock *kal_nl_socket_alloc_quiet(void);
+
 /* TC_HANDLE(maj, min) is a function-like macro. */
 uint32_t kal_tc_handle(uint32_t major, uint32_t minor);
 uint32_t kal_tc_h_root(void);

@@ -1,4 +1,5 @@
 import Foundation
+import CKeepaliveShim
 import KeepaliveNet
 
 /// For `doctor`: which backends work on this machine, and why the others do not. Every answer is a
@@ -7,8 +8,9 @@ import KeepaliveNet
 public enum BackendDoctor {
     public static let features = ["netns", "veth", "netem", "nftables", "conntrack"]
 
-    /// `host` is this process's own report. The userns attempt runs as uid 65534 when this process
-    /// is root (would an ordinary user get it?), as this user otherwise.
+    /// `host` is this process's own report. The userns attempt takes the first route into a user
+    /// namespace that this process's capabilities allow (`UserNamespaceRoute`); the status says which
+    /// route was used and why the others were refused.
     public static func examine(host: DoctorReport, executable: String = BackendLauncher.defaultExecutable,
                                uml: UMLOptions = UMLOptions(bootTimeout: 15)) -> [DoctorReport.BackendStatus] {
         [hostStatus(host), usernsStatus(executable: executable), umlStatus(executable: executable, options: uml)]
@@ -31,34 +33,45 @@ public enum BackendDoctor {
         return status
     }
 
+    /// The doctor inside the sandbox reports how the sandbox got in (`usernsEntry`); when no route
+    /// worked, the same attempts are repeated here in throwaway children to say what refused each.
     static func usernsStatus(executable: String) -> DoctorReport.BackendStatus {
         let started = Date()
-        let uid: UInt32? = getuid() == 0 ? 65534 : nil
-        let who = uid.map { "uid \($0) (nobody)" } ?? "uid \(getuid())"
-        let fix = "allow unprivileged user namespaces: sysctl user.max_user_namespaces > 0 (and kernel.unprivileged_userns_clone=1, "
-            + "kernel.apparmor_restrict_unprivileged_userns=0 where they exist); docker/podman: --security-opt seccomp=unconfined "
-            + "--security-opt apparmor=unconfined"
+        let who = "uid \(getuid())"
+        let fix = "as root: grant CAP_SETFCAP (map root directly) or CAP_SETUID and CAP_SETGID (become uid 65534 first); "
+            + "otherwise allow unprivileged user namespaces: sysctl user.max_user_namespaces > 0 (and "
+            + "kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0 where they exist); "
+            + "docker/podman: --security-opt seccomp=unconfined --security-opt apparmor=unconfined"
         let captured = CapturedOutput()
+        var status = DoctorReport.BackendStatus(name: Backend.userns.rawValue, available: false, why: "", fix: fix)
         do {
-            let status = try UserNamespaceLauncher.run(arguments: ["doctor", "--json"], timeout: 30, output: captured.sink,
-                                                       dropToUID: uid, executable: executable)
-            guard let report = decode(captured.stdout) else {
+            let exit = try UserNamespaceLauncher.run(arguments: ["doctor", "--json"], timeout: 30, output: captured.sink,
+                                                     executable: executable)
+            if let report = decode(captured.stdout) {
+                status = summarize(report, name: Backend.userns.rawValue)
+                let entry = report.usernsEntry
+                status.route = entry?.route
+                status.routes = entry?.attempts
+                let how = entry.flatMap { entry in entry.route.map { "\($0) route: \($0.explanation(uid: entry.uid))" } }
+                    ?? "in a user namespace"
+                status.why = report.canRun
+                    ? "as \(who), \(how), with a private /run: lab namespaces and veth work"
+                    : "as \(who), \(how): " + (report.checks.first(where: { !$0.available })?.why ?? "namespaces failed")
+                status.fix = report.canRun ? "" : fix
+            } else {
                 let text = (captured.stdout + captured.stderr).trimmingCharacters(in: .whitespacesAndNewlines)
-                return .init(name: Backend.userns.rawValue, available: false,
-                             why: "as \(who): " + (text.isEmpty ? "the sandbox exited with status \(status)" : text),
-                             fix: fix, seconds: Date().timeIntervalSince(started))
+                status.why = "as \(who): " + (text.isEmpty ? "the sandbox exited with status \(exit)" : text)
             }
-            var result = summarize(report, name: Backend.userns.rawValue)
-            result.seconds = Date().timeIntervalSince(started)
-            result.why = report.canRun
-                ? "as \(who), in a user namespace with a private /run: lab namespaces and veth work"
-                : "as \(who), in a user namespace: " + (report.checks.first(where: { !$0.available })?.why ?? "namespaces failed")
-            result.fix = report.canRun ? "" : fix
-            return result
         } catch {
-            return .init(name: Backend.userns.rawValue, available: false, why: "as \(who): \(error)", fix: fix,
-                         seconds: Date().timeIntervalSince(started))
+            status.why = "as \(who): \(error)"
         }
+        if status.routes == nil {
+            let entry = UserNamespace.tryRoutes(flags: KAL_CLONE_NEWUSER | KAL_CLONE_NEWNS | KAL_CLONE_NEWNET)
+            status.routes = entry.attempts
+            if entry.route == nil { status.why = "as \(who): \(UserNamespaceRefused(entry: entry))" }
+        }
+        status.seconds = Date().timeIntervalSince(started)
+        return status
     }
 
     static func umlStatus(executable: String, options: UMLOptions) -> DoctorReport.BackendStatus {

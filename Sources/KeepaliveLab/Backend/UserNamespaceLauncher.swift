@@ -3,34 +3,36 @@ import KeepaliveNet
 
 /// The rootless backend: the command runs in a child process that turned itself into a user
 /// namespace sandbox (`keepalive-lab userns-exec -- COMMAND…`, see `UserNamespace.enterSandbox`).
-/// The kernel is the host's; no host privilege is needed. Everything the command creates — lab
+/// The kernel is the host's; no host privilege is needed. The child gets in by the first route its
+/// capabilities allow (`UserNamespaceRoute`: root with CAP_SETFCAP maps uid 0 directly, root with
+/// CAP_SETUID becomes uid 65534 first, anyone else maps itself); when none works it says what
+/// refused each (a missing capability, seccomp, AppArmor, a sysctl) and exits 1. Everything the command creates — lab
 /// namespaces, /run/netns, owner files, temporary files — lives in the sandbox's private /run and
 /// goes away with its last process.
 public enum UserNamespaceLauncher {
     /// Runs `arguments` (a keepalive-lab command line without the executable) in a sandbox with
     /// `--backend host` appended. Output goes straight to this process's stdout/stderr unless
-    /// `output` is given. `dropToUID` (when running as root) makes the child an unprivileged user
-    /// first — the doctor's way of asking "would this work for a normal user?".
+    /// `output` is given. `routes` limits the ways in (nil: every one that applies, in order);
+    /// `dropToUID` (when running as root) means only the drop-uid route, to that uid — the way to ask
+    /// "would this work for a normal user?".
     public static func run(arguments: [String], timeout: Double?, output: BackendOutput? = nil,
-                           dropToUID: UInt32? = nil,
+                           dropToUID: UInt32? = nil, routes: [UserNamespaceRoute]? = nil,
                            executable: String = BackendLauncher.defaultExecutable) throws -> Int32 {
         let cwd = FileManager.default.currentDirectoryPath
         if cwd == "/run" || cwd.hasPrefix("/run/") {
             throw BackendUnavailable(backend: .userns, reason: "the sandbox mounts a private /run; run from a directory outside /run (now \(cwd))")
         }
-        var command = ["userns-exec"]
-        if let dropToUID { command += ["--uid", String(dropToUID)] }
+        var command = ["userns-exec"] + routeOptions(dropToUID: dropToUID, routes: routes)
         command += ["--"] + arguments + ["--backend", Backend.host.rawValue]
         return try runSelf(command, timeout: timeout, output: output, executable: executable)
     }
 
-    /// nil when an unprivileged process can build lab namespaces in a user namespace here; else why not.
-    /// With `needsNetem`, a netem qdisc must work there too.
-    public static func probe(dropToUID: UInt32? = nil, needsNetem: Bool = false,
+    /// nil when this process can build lab namespaces in a user namespace here (by some route);
+    /// else why not — for each route, what refused it. With `needsNetem`, a netem qdisc must work there too.
+    public static func probe(dropToUID: UInt32? = nil, routes: [UserNamespaceRoute]? = nil, needsNetem: Bool = false,
                              executable: String = BackendLauncher.defaultExecutable) -> String? {
         let captured = CapturedOutput()
-        var command = ["userns-exec"]
-        if let dropToUID { command += ["--uid", String(dropToUID)] }
+        var command = ["userns-exec"] + routeOptions(dropToUID: dropToUID, routes: routes)
         command += [needsNetem ? "--probe-netem" : "--probe"]
         do {
             let status = try runSelf(command, timeout: 20, output: captured.sink, executable: executable)
@@ -40,6 +42,13 @@ public enum UserNamespaceLauncher {
         } catch {
             return "\(error)"
         }
+    }
+
+    static func routeOptions(dropToUID: UInt32?, routes: [UserNamespaceRoute]?) -> [String] {
+        var options: [String] = []
+        if let dropToUID { options += ["--uid", String(dropToUID), "--route", UserNamespaceRoute.dropUID.rawValue] }
+        for route in routes ?? [] where dropToUID == nil { options += ["--route", route.rawValue] }
+        return options
     }
 
     static func runSelf(_ command: [String], timeout: Double?, output: BackendOutput?, executable: String) throws -> Int32 {
