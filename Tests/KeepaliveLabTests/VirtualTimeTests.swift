@@ -9,6 +9,8 @@ import Testing
 ///
 /// Needs the lab kernel (`keepalive-lab kernel build`; `.ci/run` builds it). Without one the suite
 /// is skipped with the reason — except in CI as root, where a missing kernel fails it.
+/// Nested in BackendTests: UML guests and the leftover checks must not overlap with that suite's.
+extension BackendTests {
 @Suite(.serialized, .enabled(if: VirtualTimePrerequisites.shouldRun, Comment(rawValue: VirtualTimePrerequisites.missing ?? "")))
 struct VirtualTimeTests {
     /// Linux's defaults, unscaled: 7200 s idle, 9 probes 75 s apart, against a silent B.
@@ -80,6 +82,8 @@ struct VirtualTimeTests {
     }
 }
 
+}
+
 /// The timer wheel's window for a silent-peer abort: each of the 1 + count timers (idle, then
 /// count × interval) fires no earlier than a tick before its instant and at most its level's
 /// granularity late (kernel/time/timer.c, calc_wheel_index); lateness accumulates across re-arms.
@@ -122,6 +126,7 @@ enum VirtualTimePrerequisites {
     }
 }
 
+extension BackendTests {
 /// The stall watchdog, with a process that spins on purpose.
 @Suite(.serialized, .enabled(if: VirtualTimePrerequisites.shouldRun, Comment(rawValue: VirtualTimePrerequisites.missing ?? "")))
 struct VirtualTimeStallTests {
@@ -143,4 +148,5 @@ struct VirtualTimeStallTests {
         }
         #expect(detail.contains("spin") && detail.contains("state R"), "the busy process is named: \(detail)")
     }
+}
 }

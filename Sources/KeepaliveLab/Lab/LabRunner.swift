@@ -114,7 +114,8 @@ public final class RunProgress: @unchecked Sendable {
     private let lock = NSLock()
     private var done = 0
 
-    public init(total: Int, isTerminal: Bool = isatty(2) == 1) {
+    /// In a UML guest stderr is a console line that the host reads from a pipe: plain lines there.
+    public init(total: Int, isTerminal: Bool = isatty(2) == 1 && ExecutionEnvironment.backendLabel != Backend.uml.rawValue) {
         self.total = total
         self.isTerminal = isTerminal
     }
