@@ -8,7 +8,7 @@ struct KeepaliveLabCommand: ParsableCommand {
         abstract: "Measure TCP keepalive behaviour on real Linux network namespaces.",
         subcommands: [RunCommand.self, ReportCommand.self, MergeCommand.self, CompareCommand.self, TrialCommand.self, DoctorCommand.self, BenchCommand.self, SmokeCommand.self, CleanupCommand.self,
                       PeerCommand.self, ProbeUserNamespaceCommand.self, UserNamespaceExecCommand.self,
-                      NetemCheckCommand.self, KernelCommand.self, SpinCommand.self]
+                      NetemCheckCommand.self, KernelCommand.self, SpinCommand.self, CrossCheckCommand.self]
     )
 
     static func main() {

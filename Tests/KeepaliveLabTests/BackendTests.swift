@@ -11,7 +11,7 @@ import Testing
 struct BackendTests {
     // MARK: UML
 
-    @Test(.enabled(if: BackendPrerequisites.umlMissing == nil, Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
+    @Test(.enabled(if: CIGate.runs(BackendPrerequisites.umlMissing), Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
     func umlCrashTrialTimesOutAfterThreeProbes() throws {
         let r = try Leftovers.checked {
             try LabCommand.json(["trial", "--backend", "uml", "--kernel", "debian", "--fault", "crash", "--keepalive", "2,1,3", "--deadline", "12"])
@@ -32,7 +32,7 @@ struct BackendTests {
         #expect(notes.contains { $0.contains("HZ=100") }, "the result says it ran with HZ=100: \(notes)")
     }
 
-    @Test(.enabled(if: BackendPrerequisites.umlMissing == nil, Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
+    @Test(.enabled(if: CIGate.runs(BackendPrerequisites.umlMissing), Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
     func umlLossTrialRunsOnNetem() throws {
         let r = try Leftovers.checked {
             try LabCommand.json(["trial", "--backend", "uml", "--kernel", "debian", "--fault", "loss:30", "--impairment", "netem",
@@ -44,7 +44,7 @@ struct BackendTests {
     }
 
     /// Loss 30 % and delay 100 ms on R toward B, measured with 2000 numbered datagrams.
-    @Test(.enabled(if: BackendPrerequisites.umlMissing == nil, Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
+    @Test(.enabled(if: CIGate.runs(BackendPrerequisites.umlMissing), Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
     func umlNetemLossIsBinomialAndDelayIsExact() throws {
         let r = try Leftovers.checked {
             try LabCommand.json(["netem-check", "--backend", "uml", "--kernel", "debian", "--loss", "30", "--delay-ms", "100", "--packets", "2000"])
@@ -63,7 +63,7 @@ struct BackendTests {
     }
 
     /// netem delay on both of R's ports shows in the RTT the client's kernel measures (TCP_INFO).
-    @Test(.enabled(if: BackendPrerequisites.umlMissing == nil, Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
+    @Test(.enabled(if: CIGate.runs(BackendPrerequisites.umlMissing), Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
     func umlNetemDelayShowsInClientRTT() throws {
         let r = try Leftovers.checked {
             try LabCommand.json(["trial", "--backend", "uml", "--kernel", "debian", "--fault", "none", "--delay-ms", "100",
@@ -79,7 +79,7 @@ struct BackendTests {
     /// TCA_NETEM_PRNG_SEED exists since Linux 6.3. Kernels that know it give the same loss sequence
     /// for the same seed; the 6.1 UML kernel ignores the attribute (netem parses its options
     /// liberally), so there the sequences differ — and the lab says the run was unseeded.
-    @Test(.enabled(if: BackendPrerequisites.umlMissing == nil, Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
+    @Test(.enabled(if: CIGate.runs(BackendPrerequisites.umlMissing), Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
     func umlSeededLossSequence() throws {
         let runs = try (0..<2).map { _ in
             try Leftovers.checked {
@@ -108,7 +108,7 @@ struct BackendTests {
         return parts.count == 2 && (parts[0], parts[1]) >= (6, 3)
     }
 
-    @Test(.enabled(if: BackendPrerequisites.umlMissing == nil, Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
+    @Test(.enabled(if: CIGate.runs(BackendPrerequisites.umlMissing), Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
     func umlGuestFailureIsReportedWithTheConsoleAndReaped() throws {
         // /bin/true as init exits at once: the guest kernel panics ("Attempted to kill init").
         let error = try Leftovers.checked { () -> UMLError? in
@@ -142,7 +142,7 @@ struct BackendTests {
 
     // MARK: userns
 
-    @Test(.enabled(if: BackendPrerequisites.rootlessMissing == nil, Comment(rawValue: BackendPrerequisites.rootlessMissing ?? "")))
+    @Test(.enabled(if: CIGate.runs(BackendPrerequisites.rootlessMissing), Comment(rawValue: BackendPrerequisites.rootlessMissing ?? "")))
     func usernsCrashTrialAsAnUnprivilegedUser() throws {
         let r = try Leftovers.checked {
             try LabCommand.json(["trial", "--backend", "userns", "--fault", "crash", "--keepalive", "2,1,3", "--deadline", "12"],
@@ -157,7 +157,7 @@ struct BackendTests {
 
     // MARK: doctor
 
-    @Test(.enabled(if: BackendPrerequisites.umlMissing == nil, Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
+    @Test(.enabled(if: CIGate.runs(BackendPrerequisites.umlMissing), Comment(rawValue: BackendPrerequisites.umlMissing ?? "")))
     func doctorTellsWhichBackendsWork() throws {
         let r = try Leftovers.checked { try LabCommand.json(["doctor"], allowFailure: true) }
         let backends = try #require(r["backends"] as? [[String: Any]])

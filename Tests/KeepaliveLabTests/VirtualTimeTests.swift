@@ -11,7 +11,7 @@ import Testing
 /// is skipped with the reason — except in CI as root, where a missing kernel fails it.
 /// Nested in BackendTests: UML guests and the leftover checks must not overlap with that suite's.
 extension BackendTests {
-@Suite(.serialized, .enabled(if: VirtualTimePrerequisites.shouldRun, Comment(rawValue: VirtualTimePrerequisites.missing ?? "")))
+@Suite(.serialized, .enabled(if: CIGate.runs(VirtualTimePrerequisites.missing), Comment(rawValue: VirtualTimePrerequisites.missing ?? "")))
 struct VirtualTimeTests {
     /// Linux's defaults, unscaled: 7200 s idle, 9 probes 75 s apart, against a silent B.
     @Test func linuxDefaultsFindADeadPeerAfterTwoHoursInSeconds() throws {
@@ -115,11 +115,6 @@ enum VirtualTimePrerequisites {
         return nil
     }()
 
-    /// CI as root must not go green by skipping: there the suite runs, and fails with the reason.
-    static var shouldRun: Bool {
-        missing == nil || (ProcessInfo.processInfo.environment["CI"] == "true" && getuid() == 0)
-    }
-
     static func requireKernel() throws -> LabKernelBuild {
         if let missing { throw LabCommand.Failure(description: "virtual time cannot be tested: \(missing)") }
         return try #require(LabKernel.find())
@@ -128,7 +123,7 @@ enum VirtualTimePrerequisites {
 
 extension BackendTests {
 /// The stall watchdog, with a process that spins on purpose.
-@Suite(.serialized, .enabled(if: VirtualTimePrerequisites.shouldRun, Comment(rawValue: VirtualTimePrerequisites.missing ?? "")))
+@Suite(.serialized, .enabled(if: CIGate.runs(VirtualTimePrerequisites.missing), Comment(rawValue: VirtualTimePrerequisites.missing ?? "")))
 struct VirtualTimeStallTests {
     @Test func aBusyProcessStopsTheGuestWithAnErrorNamingIt() throws {
         _ = try VirtualTimePrerequisites.requireKernel()
