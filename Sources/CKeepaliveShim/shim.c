@@ -193,7 +193,15 @@ int kal_netem_append_seed(void *msgp, uint64_t seed) {
     struct nlattr *opts = nlmsg_find_attr(hdr, sizeof(struct tcmsg), TCA_OPTIONS);
     if (!opts) return -NLE_MISSING_ATTR;
     char *tail = (char *)hdr + NLMSG_ALIGN(hdr->nlmsg_len);
-    if ((char *)opts + NLA_ALIGN(opts->nla_len) != tail) return -NLE_INVAL;
+    char *end = (char *)opts + NLA_ALIGN(opts->nla_len);
+    if (end != tail) {
+        /* libnl 3.7 grows nlmsg_len a second time by the size of netem's nested attributes (loss
+         * correlation, reorder) when it stretches TCA_OPTIONS over them: the bytes past TCA_OPTIONS
+         * are then zeros, not attributes. Anything else is a message we do not understand. */
+        if (end > tail) return -NLE_INVAL;
+        for (char *p = end; p < tail; p++) if (*p) return -NLE_INVAL;
+        hdr->nlmsg_len = (uint32_t)(end - (char *)hdr);
+    }
     int err = nla_put_u64(msg, TCA_NETEM_PRNG_SEED, seed);
     if (err < 0) return err;
     hdr = nlmsg_hdr(msg);

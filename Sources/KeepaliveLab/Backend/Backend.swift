@@ -101,6 +101,10 @@ public enum BackendSelection {
     /// when another backend or kernel can run them — and when none can, this refuses up front and
     /// names the command that fixes it.
     public static func resolve(_ requested: Backend, needs: KernelNeeds, uml: UMLOptions = UMLOptions()) throws -> Choice {
+        // Already inside a kernel with virtual time (the command a guest runs): this process is the lab.
+        if needs.clock == .virtual && requested == .host && LabClock.current == .virtual {
+            return Choice(backend: .host, skipped: [])
+        }
         if needs.clock == .virtual {
             guard requested == .auto || requested == .uml else {
                 throw BackendUnavailable(backend: requested, reason: "--clock virtual runs in the lab kernel's virtual time, "
