@@ -47,11 +47,10 @@ public enum ExecutionEnvironment {
     public static var timingNote: String? {
         guard backendLabel == Backend.uml.rawValue else { return nil }
         let hz = max(kernelHz ?? 100, 1)
-        let tick = 1000 / hz
         let clock = LabClock.current == .virtual ? "; " + LabClock.virtual.meaning : ""
-        return "kernel \(Doctor.kernelRelease()) in user-mode-linux (\(kernelSource ?? "UML")), HZ=\(hz)\(clock): timers run on \(tick) ms ticks, and a "
-            + "0.64–5 s timer on the timer wheel's \(8 * tick) ms buckets, so each keepalive timer may fire up to a tick early "
-            + "and up to \(8 * tick) ms late (a HZ=250 host: 4 ms, 32 ms); the tolerance allows one tick either way on top of 4 ms + 12.5 %"
+        return "kernel \(Doctor.kernelRelease()) in user-mode-linux (\(kernelSource ?? "UML")), HZ=\(hz)\(clock); timers run on "
+            + "\(1000 / hz) ms ticks and land in the timer wheel's buckets (8^level ticks: a 1 s timer up to \(8 * 1000 / hz) ms late "
+            + "at this HZ, a 2 h one up to minutes), which the per-event windows in `events` allow for"
     }
 }
 

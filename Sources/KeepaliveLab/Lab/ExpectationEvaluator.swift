@@ -111,7 +111,13 @@ public enum ExpectationEvaluator {
             return (matching == n, "\(matching) of \(n) trials ended \(outcome.rawValue)")
         case .matchesKernelFormula:
             let matched = results.filter { $0.withinTolerance == true }.count
-            return (matched == n, "\(matched) of \(n) trials within 4 ms + 12.5 % of the kernel formula")
+            let modelled = results.filter { $0.events?.isEmpty == false }
+            let hz = Set(modelled.compactMap { $0.expected?.hz }).sorted().map { "HZ=\($0)" }.joined(separator: ", ")
+            let rule = modelled.count == n
+                ? "with every modelled probe, retransmission and abort inside its timer-wheel window (\(hz))"
+                : modelled.isEmpty ? "within 4 ms + 12.5 % of the kernel formula"
+                : "inside the timer model's windows (\(hz)) or, where HZ was unknown, 4 ms + 12.5 % of the formula"
+            return (matched == n, "\(matched) of \(n) trials \(rule)")
         }
     }
 }

@@ -40,7 +40,9 @@ public enum Findings {
             ? "measured latency matched the formula (\(formula)) in \(within) of \(rs.count) trial\(plural(rs.count))"
             : "measured latency was within the formula's tolerance (\(formula)) in only \(within) of \(rs.count) trial\(plural(rs.count))"
         if !measured.isEmpty { text += "; measured \(span(measured)) s" }
-        text += " (tolerance 4 ms + 12.5 %)"
+        let hz = Set(rs.compactMap { $0.events?.isEmpty == false ? $0.expected?.hz : nil }).sorted()
+        text += hz.isEmpty ? " (tolerance 4 ms + 12.5 %)"
+            : " (every modelled event inside its timer-wheel window at HZ=\(hz.map(String.init).joined(separator: ", ")))"
         let outside = rs.filter { $0.withinTolerance != true }
         if !outside.isEmpty {
             let values = outside.map { $0.measuredS.map { fmtSeconds($0) + " s" } ?? "no detection" }
