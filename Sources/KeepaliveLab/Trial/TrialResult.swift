@@ -79,6 +79,8 @@ public struct TrialResult: Codable, Sendable {
     public var kernelHz: Int? = nil
     /// Where that kernel came from: e.g. "lab kernel (linux-source-6.12 6.12.117-1~deb12u1)".
     public var kernelSource: String? = nil
+    /// Application peers (real programs): what ran, how it noticed, what it applied to its socket.
+    public var app: AppTrialReport? = nil
 
     enum CodingKeys: String, CodingKey {
         case outcome, errno
@@ -116,6 +118,7 @@ public struct TrialResult: Codable, Sendable {
         case clock
         case kernelHz = "kernel_hz"
         case kernelSource = "kernel_source"
+        case app
     }
 }
 
