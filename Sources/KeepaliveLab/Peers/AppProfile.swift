@@ -223,6 +223,9 @@ enum AppProfiles {
                                      _ = chown(dir, postgresUid.0, postgresUid.1)
                                      try AppProcess.runToCompletion(asPostgres + ["\(bin)/initdb", "-D", pgdata, "-U", "postgres",
                                                                                   "--auth=trust", "-E", "UTF8", "--no-sync"])
+                                     // The client connects from A over the network (initdb's trust covers only local ones).
+                                     let hba = try String(contentsOfFile: "\(pgdata)/pg_hba.conf", encoding: .utf8)
+                                     try (hba + "\nhost all all 0.0.0.0/0 trust\n").write(toFile: "\(pgdata)/pg_hba.conf", atomically: false, encoding: .utf8)
                                  }, confirmListen: true)
             guard FileManager.default.isExecutableFile(atPath: "\(bin)/postgres") else {
                 throw TrialError(message: "postgres: \(bin)/postgres is not installed: install the Debian package postgresql (scripts/install-deps)")
