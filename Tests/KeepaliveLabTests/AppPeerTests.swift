@@ -94,3 +94,39 @@ struct AppPeerTests {
         }
     }
 }
+
+/// Lab-file syntax for application peers (no privilege needed).
+struct AppPeerParsingTests {
+    @Test func labFileNamesProgramsAndConditions() throws {
+        let lab = try LabParser(file: "apps.yaml").parse("""
+            name: apps
+            policies:
+              - name: socat
+                client: {app: socat, keepalive: "2,1,3"}
+              - name: mine
+                client:
+                  command: [my-client, "{server}", "{port}"]
+                  env: {A: b}
+                  ready: {stdout: "^ready$"}
+                  detect: {output: "gave up"}
+                server: {command: "my-server --port {port}", ready: listen}
+            faults: [crash]
+            """)
+        let socat = lab.policies[0].client
+        #expect(socat.app == AppSpec(profile: "socat") && socat.keepalive == KeepaliveSetting(idle: 2, interval: 1, count: 3))
+        let mine = lab.policies[1]
+        #expect(mine.client.app?.command == ["my-client", "{server}", "{port}"])
+        #expect(mine.client.app?.ready == "stdout:^ready$" && mine.client.app?.detect == "output:gave up")
+        #expect(mine.server.app?.command == ["my-server", "--port", "{port}"] && mine.server.app?.ready == "listen")
+        #expect(throws: LabFileError.self) {
+            try LabParser(file: "bad.yaml").parse("name: x\npolicies:\n  - name: p\n    client: {app: telnet}\nfaults: [crash]\n")
+        }
+    }
+
+    @Test func resultsWithoutAppStillDecode() throws {
+        let policy = try JSONDecoder().decode(Policy.self, from: Data(#"{"useSysctlDefaults":false}"#.utf8))
+        #expect(policy.app == nil)
+        let encoded = try JSONEncoder().encode(Policy(app: AppSpec(profile: "ssh", options: ["ServerAliveInterval": "1"])))
+        #expect(try JSONDecoder().decode(Policy.self, from: encoded).app?.options?["ServerAliveInterval"] == "1")
+    }
+}
