@@ -56,6 +56,21 @@ struct TrialCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
+    @Option(name: .customLong("client-app"), help: "A real program as the client: socat | ssh | redis | psql | curl (its own server runs in B). --keepalive / --user-timeout become the program's own options.")
+    var clientApp: String?
+
+    @Option(name: .customLong("client-command"), help: "A full client command line (split at blanks; placeholders {server} {port} {client} {dir}).")
+    var clientCommand: String?
+
+    @Option(name: .customLong("server-app"), help: "The server program: socat-echo | sshd | redis-server | postgres | http-slow.")
+    var serverApp: String?
+
+    @Option(name: .customLong("app-option"), help: "NAME=VALUE for the client program's profile (repeatable), e.g. ServerAliveInterval=1 for ssh.")
+    var appOptions: [String] = []
+
+    @Option(name: .customLong("detect"), help: "How the client program tells it noticed: exit | socket-gone | output:REGEX.")
+    var detect: String?
+
     @OptionGroup(title: "Network faults and impairment")
     var network: NetworkFaultOptions
 
@@ -63,11 +78,22 @@ struct TrialCommand: ParsableCommand {
     var environment: BackendOptions
 
     func spec() throws -> TrialSpec {
-        let client = Policy(keepalive: try keepalive.map(KeepaliveSetting.init(parsing:)),
+        var client: Policy = Policy(keepalive: try keepalive.map(KeepaliveSetting.init(parsing:)),
                             useSysctlDefaults: sysctlDefaults, userTimeoutMs: userTimeout,
                             heartbeat: try heartbeat.map(HeartbeatSetting.init(parsing:)))
-        let server = Policy(keepalive: try serverKeepalive.map(KeepaliveSetting.init(parsing:)),
+        if clientApp != nil || clientCommand != nil {
+            var options: [String: String] = [:]
+            for option in appOptions {
+                let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { throw PolicyError.malformed(field: "app-option", input: option, expected: "NAME=VALUE") }
+                options[parts[0]] = parts[1]
+            }
+            client.app = AppSpec(profile: clientApp, command: clientCommand.map { $0.split(separator: " ").map(String.init) },
+                                 detect: detect, options: options.isEmpty ? nil : options)
+        }
+        var server = Policy(keepalive: try serverKeepalive.map(KeepaliveSetting.init(parsing:)),
                             userTimeoutMs: serverUserTimeout)
+        if let serverApp { server.app = AppSpec(profile: serverApp) }
         let spec = TrialSpec(clientPolicy: client, serverPolicy: server, workload: try Workload(parsing: workload),
                              fault: try Fault(parsing: fault), deadline: deadline, faultDelay: faultDelay,
                              namespaceKeepalive: try namespaceKeepalive.map(KeepaliveSetting.init(parsing:)),

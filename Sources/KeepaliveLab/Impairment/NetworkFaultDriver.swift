@@ -112,6 +112,17 @@ final class NetworkFaultDriver {
         e.kind == kind && e.detail == tag.rawValue && (e.seq ?? 0) >= 1
     }
 
+    /// The same for real programs (application peers): the caller fills in the nat-idle exchange.
+    func finishWithoutPeers() -> NetworkFaultReport {
+        if let watcher { report.conntrack = watcher.stop() }
+        if let engine {
+            report.drops = engine.dropCounts()
+            report.form = report.form ?? engine.form
+        }
+        if case .natIdle = spec.fault { report.invalidPackets = NATMiddlebox.invalidCount(in: topology) }
+        return report
+    }
+
     func finish(client: PeerProcess, server: PeerProcess) -> NetworkFaultReport {
         if let watcher { report.conntrack = watcher.stop() }
         if let engine {

@@ -135,14 +135,57 @@ public struct LabParser {
     func socketPolicy(_ node: Node?, _ key: String) throws -> Policy {
         guard let node else { return .none }
         if case .scalar(let s) = node, s.string == "none" { return .none }
-        let map = try mapping(node, key, allowed: ["keepalive", "sysctl_defaults", "user_timeout_ms", "heartbeat"])
-        let policy = Policy(
+        let map = try mapping(node, key, allowed: ["keepalive", "sysctl_defaults", "user_timeout_ms", "heartbeat",
+                                                   "app", "command", "env", "ready", "detect", "options"])
+        var policy = Policy(
             keepalive: try keepalive(map["keepalive"], "\(key).keepalive"),
             useSysctlDefaults: try bool(map["sysctl_defaults"], "\(key).sysctl_defaults") ?? false,
             userTimeoutMs: try int(map["user_timeout_ms"], "\(key).user_timeout_ms", range: 0...Int(Int32.max)).map { UInt32($0) },
             heartbeat: try heartbeat(map["heartbeat"], "\(key).heartbeat"))
+        policy.app = try appSpec(map, key, node: node)
         do { try policy.validate() } catch let error as PolicyError { throw fail(node, key, error.description) }
         return policy
+    }
+
+    /// `app: PROFILE` and/or `command: [argv…]`, `env:`, `ready:`, `detect:`, `options:` (a real program).
+    func appSpec(_ map: [String: Node], _ key: String, node: Node) throws -> AppSpec? {
+        let keys = ["app", "command", "env", "ready", "detect", "options"]
+        guard keys.contains(where: { map[$0] != nil }) else { return nil }
+        var spec = AppSpec(profile: try string(map["app"], "\(key).app"))
+        if let c = map["command"] {
+            if case .scalar = c {
+                spec.command = try string(c, "\(key).command")!.split(separator: " ").map(String.init)
+            } else {
+                spec.command = try sequence(c, "\(key).command").enumerated().map { try string($1, "\(key).command[\($0)]", required: true, node: c)! }
+            }
+        }
+        func stringMap(_ n: Node?, _ k: String) throws -> [String: String]? {
+            guard let n else { return nil }
+            guard case .mapping(let m) = n else { throw fail(n, k, "expected a mapping of NAME: value") }
+            var out: [String: String] = [:]
+            for (name, value) in m {
+                guard case .scalar(let s) = name else { throw fail(name, k, "expected a name") }
+                out[s.string] = try string(value, "\(k).\(s.string)", required: true, node: value)!
+            }
+            return out
+        }
+        spec.env = try stringMap(map["env"], "\(key).env")
+        spec.options = try stringMap(map["options"], "\(key).options")
+        func condition(_ n: Node?, _ k: String, mapKey: String, prefix: String) throws -> String? {
+            guard let n else { return nil }
+            if case .mapping = n {
+                let m = try mapping(n, k, allowed: [mapKey])
+                return prefix + (try string(m[mapKey], "\(k).\(mapKey)", required: true, node: n)!)
+            }
+            return try string(n, k)
+        }
+        spec.ready = try condition(map["ready"], "\(key).ready", mapKey: "stdout", prefix: "stdout:")
+        spec.detect = try condition(map["detect"], "\(key).detect", mapKey: "output", prefix: "output:")
+        do {
+            let role = spec.profile.map { AppSpec.serverProfiles.contains($0) } == true || key.hasSuffix(".server") ? "server" : "client"
+            try spec.validate(role: role)
+        } catch let error as PolicyError { throw fail(node, key, error.description) }
+        return spec
     }
 
     func faultCase(_ node: Node, _ key: String, defaults: FaultDefaults) throws -> FaultCase {

@@ -121,6 +121,9 @@ public struct Policy: Codable, Sendable, Equatable {
     /// TCP_USER_TIMEOUT in milliseconds; 0 means "kernel default".
     public var userTimeoutMs: UInt32?
     public var heartbeat: HeartbeatSetting?
+    /// A real program in place of the built-in peer (its keepalive/user timeout above are handed
+    /// to the program's own options, not applied by the lab).
+    public var app: AppSpec? = nil
 
     /// The kernel takes an int and rejects negatives.
     public static let userTimeoutRange: ClosedRange<UInt32> = 0...UInt32(Int32.max)
@@ -128,8 +131,9 @@ public struct Policy: Codable, Sendable, Equatable {
 
     public init(
         keepalive: KeepaliveSetting? = nil, useSysctlDefaults: Bool = false,
-        userTimeoutMs: UInt32? = nil, heartbeat: HeartbeatSetting? = nil
+        userTimeoutMs: UInt32? = nil, heartbeat: HeartbeatSetting? = nil, app: AppSpec? = nil
     ) {
+        self.app = app
         self.keepalive = keepalive
         self.useSysctlDefaults = useSysctlDefaults
         self.userTimeoutMs = userTimeoutMs
@@ -143,6 +147,7 @@ public struct Policy: Codable, Sendable, Equatable {
         useSysctlDefaults = try c.decodeIfPresent(Bool.self, forKey: .useSysctlDefaults) ?? false
         userTimeoutMs = try c.decodeIfPresent(UInt32.self, forKey: .userTimeoutMs)
         heartbeat = try c.decodeIfPresent(HeartbeatSetting.self, forKey: .heartbeat)
+        app = try c.decodeIfPresent(AppSpec.self, forKey: .app)
     }
 
     /// Parses a TCP_USER_TIMEOUT in milliseconds: "3000" or "3000ms".
@@ -164,6 +169,7 @@ public struct Policy: Codable, Sendable, Equatable {
     /// One line for reports, e.g. "keepalive 2,1,3 + user-timeout 3000ms".
     public var summary: String {
         var parts: [String] = []
+        if let app { parts.append("app \(app.summary)") }
         if let keepalive { parts.append("keepalive \(keepalive)") }
         if useSysctlDefaults { parts.append("keepalive (sysctl defaults)") }
         if let userTimeoutMs { parts.append("user-timeout \(userTimeoutMs)ms") }
@@ -182,6 +188,10 @@ public struct Policy: Codable, Sendable, Equatable {
             throw Self.userTimeoutOutOfRange("\(userTimeoutMs)")
         }
         try heartbeat?.validate()
+        if let app {
+            let role = app.profile.map { AppSpec.serverProfiles.contains($0) } == true ? "server" : "client"
+            try app.validate(role: role)
+        }
     }
 
     private static func userTimeoutOutOfRange(_ value: String) -> PolicyError {

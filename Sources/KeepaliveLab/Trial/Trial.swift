@@ -45,6 +45,7 @@ public struct Trial {
     }
 
     public func run() throws -> TrialResult {
+        if usesApps { return try runWithApps() }  // real programs as peers: AppTrial.swift
         try spec.validate()
         let topology = try Topology.build(id: id)
         defer { topology.teardown() }

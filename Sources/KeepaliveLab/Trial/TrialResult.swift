@@ -84,6 +84,8 @@ public struct TrialResult: Codable, Sendable {
     /// Each modelled kernel event (probes, retransmissions, abort): predicted window and measured
     /// instant, seconds after the expectation's anchor. nil (key absent) without the timer model.
     public var events: [EventCheck]? = nil
+    /// Application peers (real programs): what ran, how it noticed, what it applied to its socket.
+    public var app: AppTrialReport? = nil
 
     enum CodingKeys: String, CodingKey {
         case outcome, errno
@@ -122,6 +124,7 @@ public struct TrialResult: Codable, Sendable {
         case kernelHz = "kernel_hz"
         case kernelSource = "kernel_source"
         case events
+        case app
     }
 }
 
