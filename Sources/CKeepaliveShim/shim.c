@@ -365,6 +365,15 @@ pid_t kal_spawn(const char *path, char *const argv[], char *const envp[], const 
 
 int kal_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+int kal_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 int kal_is_tmpfs(const char *path) {
     struct statfs fs;
     if (statfs(path, &fs) != 0) return -1;

@@ -94,6 +94,11 @@ pid_t kal_spawn(const char *path, char *const argv[], char *const envp[], const 
 /* pipe2(fds, O_CLOEXEC), which Swift's Glibc module lacks. Returns 0 or -1 with errno. */
 int kal_pipe_cloexec(int fds[2]);
 
+/* pidfd_open(pid, 0) through syscall(): a close-on-exec descriptor that polls readable once the
+ * process has exited (a zombie counts), so a wait with a deadline can block in poll(2).
+ * Returns the fd, or -1 with errno (ENOSYS before Linux 5.3, ESRCH when there is no such process). */
+int kal_pidfd_open(pid_t pid);
+
 /* 1 when `path` is on a tmpfs (statfs f_type TMPFS_MAGIC), 0 when not, -1 with errno on failure. */
 int kal_is_tmpfs(const char *path);
 
