@@ -1,4 +1,5 @@
 import Foundation
+import KeepaliveNet
 
 #if canImport(Glibc)
 import Glibc
@@ -26,6 +27,8 @@ public final class PeerProcess: @unchecked Sendable {
     private let state = SharedState()
     /// Our end of the child's stdin.
     private let control: Int32
+    /// Readable once the peer has exited; nil where the kernel has no pidfd_open.
+    private let pidfd: PidFD?
     private let reapLock = NSLock()
     private var exitStatus: Int32?
     private var reaped = false
@@ -91,6 +94,7 @@ public final class PeerProcess: @unchecked Sendable {
         }
         pid = child
         control = stdinPair[0]
+        if case let .opened(fd) = PidFD.open(child) { pidfd = fd } else { pidfd = nil }
 
         // Only the shared state is captured, so deinit can still run (and kill the child) while
         // the reader thread waits for EOF.
@@ -133,6 +137,11 @@ public final class PeerProcess: @unchecked Sendable {
         state.take(where: { kinds.contains($0.kind.rawValue) }, until: Date(timeIntervalSinceNow: timeout))
     }
 
+    /// Like `waitForAny(_:timeout:)`, until `deadline` on the events' clock (`PeerEvent.now()`).
+    public func waitForAny(_ kinds: Set<String>, until deadline: Double) -> PeerEvent? {
+        waitForAny(kinds, timeout: deadline - PeerEvent.now())
+    }
+
     // MARK: Control
 
     /// Sends one control line ("snapshot", "send", "quit"). False if the peer is gone.
@@ -166,7 +175,11 @@ public final class PeerProcess: @unchecked Sendable {
                 break
             }
             reapLock.unlock()
-            usleep(5_000)
+            if let pidfd {
+                _ = pidfd.wait(until: deadline)
+            } else {
+                usleep(5_000)  // no pidfd_open (Linux < 5.3): nothing to block on
+            }
             reapLock.lock()
         }
         let status = exitStatus
