@@ -107,6 +107,27 @@ final class NetworkFaultDriver {
         return false
     }
 
+    /// When `tick` next has something to do on its own clock (nil: nothing scheduled), so the trial
+    /// can sleep until then instead of calling it periodically.
+    var nextDeadline: Double? {
+        guard let tFault else { return nil }
+        switch spec.fault {
+        case let .partition(seconds, _) where !healed:
+            return tFault + seconds
+        case .natIdle:
+            if report.sendAt == nil { return spec.effectiveSilence.map { tFault + $0 } }
+            return report.answerAt.map { $0 + Trial.tail }
+        default:
+            return nil
+        }
+    }
+
+    /// Client events `tick` is waiting for: the answer to the nat-idle send wakes the trial.
+    var awaitedClientEvents: Set<String> {
+        if case .natIdle = spec.fault, report.sendAt != nil, report.answerAt == nil { return [PeerEvent.Kind.received.rawValue] }
+        return []
+    }
+
     /// A KARQ/KARS after the handshake's seq 0: the nat-idle exchange.
     static func isRequest(_ e: PeerEvent, _ kind: PeerEvent.Kind, tag: WireTag) -> Bool {
         e.kind == kind && e.detail == tag.rawValue && (e.seq ?? 0) >= 1
