@@ -34,7 +34,7 @@ final class NetworkFaultDriver {
         self.topology = topology
     }
 
-    // A trial that throws never reaches finish(): the poller must still stop.
+    // A trial that throws never reaches finish(): the watcher must still stop.
     deinit { _ = watcher?.stop() }
 
     /// The impairment in force once the fault has struck.
@@ -182,16 +182,16 @@ extension TrialAnalysis {
                 mark("conntrack_expired", gone)
                 let lastPacket = segments.last(where: { $0.direction != .other && $0.t < gone })?.t
                 if let lastPacket {
-                    result.notes.append(String(format: "R's conntrack entry expired %.2f s after the last packet it forwarded (timeout %d s; polled every 50 ms)",
+                    result.notes.append(String(format: "R's conntrack entry expired %.2f s after the last packet it forwarded (timeout %d s; seen gone within 20 ms)",
                                                gone - lastPacket, timeout))
                 }
-            } else if let low = ct.minTimeoutLeft {
+            } else if let low = leastTimeoutLeft(timeout: timeout, looked: ct.minTimeoutLeft) {
                 result.notes.append("R's conntrack entry never expired: the least time it had left was \(low) s of \(timeout) s")
             }
             if let again = ct.recreatedAt {
                 result.notes.append(String(format: "a new conntrack entry for the same flow appeared at %+.3f s", again - tFault))
             }
-            if let error = ct.error { result.notes.append("conntrack polling: \(error)") }
+            if let error = ct.error { result.notes.append("conntrack watching: \(error)") }
         }
         if let invalid = network.invalidPackets, invalid > 0 {
             result.notes.append("R's firewall found \(invalid) INVALID packet(s) and \(mode == .reset ? "answered A's with RST" : "dropped them")")
@@ -207,6 +207,17 @@ extension TrialAnalysis {
         }
         guard network.answerAt == nil else { return }
         result.brokenHow = brokenHow(mode: mode)
+    }
+
+    /// The least time R's entry had left, in whole seconds as conntrack shows it: every packet R
+    /// forwards restarts the timeout, so it is the timeout less the longest pause between them on
+    /// the wire. The watcher's looks (an upper bound) stand in when the capture has too few packets.
+    private func leastTimeoutLeft(timeout: Int, looked: UInt32?) -> UInt32? {
+        let times = segments.filter { $0.direction != .other }.map(\.t).sorted()
+        guard times.count >= 2 else { return looked }
+        let longestPause = zip(times, times.dropFirst()).map { $1 - $0 }.max() ?? 0
+        let fromWire = UInt32(max(0, (Double(timeout) - longestPause).rounded(.down)))
+        return min(fromWire, looked ?? fromWire)
     }
 
     /// How A found out that the middlebox had forgotten its connection (or that it did not).
