@@ -88,9 +88,11 @@ enum UserNamespaceProbe {
         process.standardOutput = pipe
         process.standardError = pipe
         do { try process.run() } catch { return "could not start the probe: \(error)" }
+        // EOF first (blocking): Foundation's waitUntilExit polls its run loop every 50 ms while the
+        // child runs; at EOF the child is on its way out. Also, a full pipe cannot stall the child.
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         return process.terminationStatus == 0 ? nil : (text.isEmpty ? "probe exited \(process.terminationStatus)" : text)
     }
 
