@@ -119,6 +119,9 @@ public final class PeerProcess: @unchecked Sendable {
     /// Every event so far, in order.
     public var events: [PeerEvent] { state.withLock { state.events } }
 
+    /// True once the peer's stdout has closed: no event will follow, and waits return at once.
+    public var outputEnded: Bool { state.outputEnded }
+
     /// What the peer wrote to stderr (and any stdout line that was not an event).
     public var stderrText: String { state.withLock { String(decoding: state.stderr, as: UTF8.self) } }
 
@@ -233,6 +236,8 @@ private final class SharedState: @unchecked Sendable {
         }
         return nil
     }
+
+    var outputEnded: Bool { withLock { readerDone } }
 
     func waitForReaderDone(until deadline: Date) {
         condition.lock()

@@ -109,6 +109,8 @@ public struct Trial {
             let wakeAt = [end, rebootAt, network.nextDeadline].compactMap { $0 }.min()!
             let event = client.waitForAny(detectionKinds.union(network.awaitedClientEvents), until: wakeAt)
             if let event, detectionKinds.contains(event.kind.rawValue) { detection = event }
+            // A client gone without a word makes every wait return at once: sleep instead of spinning.
+            if event == nil && client.outputEnded { Self.sleep(until: wakeAt) }
         }
         var atDetection: PeerTCPInfo?
         if let detection {
