@@ -134,7 +134,8 @@ final class ConntrackWatcher: @unchecked Sendable {
                        pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
             var next: Double? = look()
             while true {
-                if poll(&fds, 2, PidFD.timeoutMs(until: next)) < 0 && errno != EINTR {
+                if poll(&fds, 2, PidFD.timeoutMs(until: next)) < 0 {
+                    if errno == EINTR { continue }  // revents are stale then
                     lock.withLock { observation.error = "poll: \(String(cString: strerror(errno)))" }
                     return
                 }
