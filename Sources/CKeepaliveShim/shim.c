@@ -497,7 +497,15 @@ int kal_power_off(void) {
 #include <linux/inet_diag.h>
 #include <linux/rtnetlink.h>
 
-int kal_pidfd_open(pid_t pid, unsigned int flags) { return (int)syscall(SYS_pidfd_open, pid, flags); }
+int kal_pidfd_open(pid_t pid, unsigned int flags) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, flags);
+#else
+    (void)pid; (void)flags;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
 int kal_pidfd_getfd(int pidfd, int targetfd, unsigned int flags) {
     return (int)syscall(SYS_pidfd_getfd, pidfd, targetfd, flags);
 }

@@ -169,3 +169,58 @@ private func u16le(_ b: [UInt8], _ i: Int) -> UInt16 { UInt16(b[i]) | UInt16(b[i
 private func u32le(_ b: [UInt8], _ i: Int) -> UInt32 { UInt32(u16le(b, i)) | UInt32(u16le(b, i + 2)) << 16 }
 private func u16be(_ b: [UInt8], _ i: Int) -> UInt16 { UInt16(b[i]) << 8 | UInt16(b[i + 1]) }
 private func u32be(_ b: [UInt8], _ i: Int) -> UInt32 { UInt32(u16be(b, i)) << 16 | UInt32(u16be(b, i + 2)) }
+
+/// A NETLINK_NETFILTER socket subscribed to ctnetlink's NEW, UPDATE and DESTROY events in the
+/// namespace it was opened in: entries appearing, changing state and being removed. A refreshed
+/// timeout is not an event, and neither is expiry until something evicts the entry (a dump, or the
+/// garbage collector, which may be a minute late), so a watcher still has to look at the table —
+/// but only when an event arrives or a timeout can have run out.
+public final class ConntrackEvents: @unchecked Sendable {
+    public let fd: Int32
+    public let namespaceName: String
+
+    // include/uapi/linux/netfilter/nfnetlink.h: NFNLGRP_CONNTRACK_NEW, _UPDATE, _DESTROY
+    static let groups: UInt32 = 1 << 0 | 1 << 1 | 1 << 2
+
+    /// Opens the socket in the calling thread's namespace (call inside `NetworkNamespace.perform`).
+    public init(namespaceName: String) throws {
+        let type = Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+        let s = socket(AF_NETLINK, type, ConntrackSocket.netlinkNetfilter)
+        guard s >= 0 else { throw SystemCallError("open NETLINK_NETFILTER event socket in \(namespaceName)") }
+        var address = sockaddr_nl()
+        address.nl_family = sa_family_t(AF_NETLINK)
+        address.nl_groups = Self.groups
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(s, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
+            }
+        }
+        guard bound == 0 else {
+            let err = errno
+            close(s)
+            throw SystemCallError("subscribe to conntrack events in \(namespaceName)", errno: err)
+        }
+        fd = s
+        self.namespaceName = namespaceName
+    }
+
+    public static func open(in namespace: NetworkNamespace) throws -> ConntrackEvents {
+        try namespace.perform { try ConntrackEvents(namespaceName: namespace.name) }
+    }
+
+    deinit { close(fd) }
+
+    /// Reads every pending event without blocking. True when there was at least one (an overrun,
+    /// ENOBUFS, counts: events were lost, so the table is worth a look).
+    public func drain() -> Bool {
+        var any = false
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if n > 0 { any = true; continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == ENOBUFS { any = true; continue }
+            return any
+        }
+    }
+}

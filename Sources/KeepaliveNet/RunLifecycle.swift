@@ -23,9 +23,9 @@ enum ProcessReaper {
     static func killAll(_ pids: [pid_t]) {
         guard !pids.isEmpty else { return }
         for pid in pids where pid != getpid() { kill(pid, SIGKILL) }
-        let deadline = Date().addingTimeInterval(2)
+        let deadline = PidFD.now() + 2
         var remaining = pids.filter { $0 != getpid() }
-        while !remaining.isEmpty && Date() < deadline {
+        while !remaining.isEmpty && PidFD.now() < deadline {
             remaining = remaining.filter { pid in
                 var status: Int32 = 0
                 // Our own children: reap them (a zombie would linger in the process table).
@@ -33,7 +33,24 @@ enum ProcessReaper {
                 // Everyone else: gone once /proc no longer shows a network namespace for it.
                 return access("/proc/\(pid)/ns/net", F_OK) == 0
             }
-            if !remaining.isEmpty { usleep(2_000) }
+            if remaining.isEmpty { break }
+            // Block until one of them exits. A pidfd is readable from the exit on (a zombie still
+            // shows in /proc, but has left its namespace by then).
+            var pidfds: [PidFD] = []
+            var pollInstead = false
+            for pid in remaining {
+                switch PidFD.open(pid) {
+                case let .opened(fd): pidfds.append(fd)
+                case .gone: break
+                case .unsupported: pollInstead = true
+                }
+            }
+            if pollInstead {
+                usleep(2_000)  // no pidfd_open (Linux < 5.3): nothing to block on
+            } else if pidfds.count == remaining.count {
+                _ = PidFD.waitAny(pidfds, until: deadline)
+            }
+            // else: one vanished meanwhile; look again at once
         }
     }
 }

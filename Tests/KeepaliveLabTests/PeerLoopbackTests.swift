@@ -1,5 +1,6 @@
 import Foundation
 import KeepaliveLab
+import KeepaliveNet
 import Testing
 
 /// Real peer processes over 127.0.0.1: no namespaces, no privileges.
@@ -132,6 +133,33 @@ struct PeerLoopbackTests {
         #expect(zip(progress, progress.dropFirst()).allSatisfy { $1.bytes! > $0.bytes! && $1.t - $0.t >= 0.099 })
         let received = pair.server.events.filter { $0.kind == .received && $0.detail == "KAST" }
         #expect((received.last?.bytes ?? 0) > 100_000)
+    }
+
+    /// A stream to a frozen server fills the client's send buffer: from then on nothing can
+    /// progress until POLLOUT, and the client must sleep in poll, not spin (a spinning peer burns a
+    /// core on the host and stops the virtual clock under UML time-travel).
+    @Test func streamToAStalledPeerBlocksInsteadOfSpinning() throws {
+        let pair = try startPair(workload: .stream)
+        pair.server.signal(SIGSTOP)
+        defer {
+            pair.server.signal(SIGKILL)
+            pair.client.signal(SIGKILL)
+            _ = pair.server.waitExit(timeout: 2)
+            _ = pair.client.waitExit(timeout: 2)
+        }
+        Thread.sleep(forTimeInterval: 0.5)  // the buffers fill within milliseconds at 50 MB/s
+        let cpu0 = try #require(Self.cpuSeconds(pair.client.pid)), t0 = PeerEvent.now()
+        Thread.sleep(forTimeInterval: 1.5)
+        let cpu1 = try #require(Self.cpuSeconds(pair.client.pid)), t1 = PeerEvent.now()
+        let ratio = (cpu1 - cpu0) / (t1 - t0)
+        #expect(ratio < 0.1, "the stalled client used \(String(format: "%.0f", ratio * 100)) % of a CPU")
+    }
+
+    /// utime + stime of a process (proc(5) fields 14 and 15).
+    static func cpuSeconds(_ pid: pid_t) -> Double? {
+        guard let fields = ProcStat.fields(of: pid), fields.count > 12,
+              let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     @Test func refusedConnectionIsASetupFailure() throws {

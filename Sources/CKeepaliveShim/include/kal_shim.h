@@ -144,8 +144,10 @@ int kal_power_off(void);
 
 /* ---- Application peers: another process's socket, the namespace's socket table ---- */
 
-/* pidfd_open(2) / pidfd_getfd(2) (Linux >= 5.3 / 5.6). Return a descriptor or -1 with errno.
- * A pidfd polls readable when the process exits; pidfd_getfd needs ptrace access to the target. */
+/* pidfd_open(2) / pidfd_getfd(2) (Linux >= 5.3 / 5.6). Return a descriptor or -1 with errno
+ * (ENOSYS on older kernels, ESRCH when there is no such process). A pidfd polls readable once the
+ * process has exited (a zombie counts), so a wait with a deadline can block in poll(2);
+ * pidfd_getfd needs ptrace access to the target. */
 int kal_pidfd_open(pid_t pid, unsigned int flags);
 int kal_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
 

@@ -22,6 +22,8 @@ final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
     let leadsProcessGroup: Bool
     let guarded: Bool
+    /// Readable once the child has exited; nil where the kernel has no pidfd_open.
+    private let pidfd: PidFD?
     private let lock = NSLock()
     private var status: Int32?
 
@@ -45,6 +47,9 @@ final class ChildProcess: @unchecked Sendable {
         pid = result
         guarded = options.contains(.guardian)
         leadsProcessGroup = options.contains(.newProcessGroup) && !guarded
+        // Our unreaped child cannot be ESRCH: anything but a descriptor means no pidfd support.
+        if case let .opened(fd) = PidFD.open(result) { pidfd = fd } else { pidfd = nil }
+        if let pidfd { ChildExits.watch(pidfd, name: "child-\(result)-exit") }
     }
 
     /// The exit status as a shell reports it (128 + signal when killed), once reaped.
@@ -67,12 +72,15 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// Waits until the child exits, or `timeout` seconds pass (nil: no bound). True when it exited.
-    func wait(timeout: Double?, whileWaiting: () -> Bool = { true }) -> Bool {
-        let deadline = timeout.map { Date().addingTimeInterval($0) }
+    func wait(timeout: Double?) -> Bool {
+        let deadline = timeout.map { PidFD.now() + $0 }
         while !poll() {
-            if let deadline, Date() >= deadline { return false }
-            if !whileWaiting() { return false }
-            usleep(10_000)
+            if let deadline, PidFD.now() >= deadline { return false }
+            if let pidfd {
+                _ = pidfd.wait(until: deadline)
+            } else {
+                usleep(10_000)  // no pidfd_open (Linux < 5.3): nothing to block on
+            }
         }
         return true
     }
@@ -96,15 +104,32 @@ final class ChildProcess: @unchecked Sendable {
         }
         if leadsProcessGroup { kill(-pid, SIGKILL) }
         signal(SIGKILL)
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = PidFD.now() + timeout
         _ = wait(timeout: timeout)
         guard leadsProcessGroup else { return }
-        while Date() < deadline {
+        while PidFD.now() < deadline {
             var raw: Int32 = 0
             while waitpid(-pid, &raw, WNOHANG) > 0 {}
-            if Self.processes(inGroup: pid).isEmpty { return }
+            let members = Self.processes(inGroup: pid)
+            if members.isEmpty { return }
             kill(-pid, SIGKILL)
-            usleep(10_000)
+            // Members that are not (yet) our children still have a pidfd to block on.
+            let opened = members.map { PidFD.open($0) }
+            var pidfds: [PidFD] = []
+            var unsupported = false, gone = false
+            for result in opened {
+                switch result {
+                case let .opened(fd): pidfds.append(fd)
+                case .gone: gone = true
+                case .unsupported: unsupported = true
+                }
+            }
+            if gone { continue }  // progress already: look at the group again
+            if unsupported {
+                usleep(10_000)  // no pidfd_open (Linux < 5.3): nothing to block on
+            } else {
+                _ = PidFD.waitAny(pidfds, until: deadline)
+            }
         }
     }
 

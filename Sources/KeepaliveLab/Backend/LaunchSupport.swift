@@ -47,6 +47,8 @@ final class EventStream: @unchecked Sendable {
     private let condition = NSCondition()
     private var partial: [UInt8] = []
     private var events: [UMLEvent] = []
+    /// Child exits announced while a wait was listening (ChildExits).
+    private var exits = 0
 
     func append(_ bytes: [UInt8]) {
         condition.lock()
@@ -61,20 +63,32 @@ final class EventStream: @unchecked Sendable {
     }
 
     /// The next event of one of `kinds`, waiting up to `timeout` seconds (nil: no bound) while
-    /// `keepWaiting` holds (checked every 50 ms). Once it stops holding (the machine is gone), events
-    /// still in the pipe get a short grace period.
+    /// `keepWaiting` holds. That is asked once, then again only when one of our child processes
+    /// exits (ChildExits): the wait blocks until an event, an exit or the deadline, never on a
+    /// timer. Once it stops holding (the machine is gone), events still in the pipe get a short
+    /// grace period.
     func wait(for kinds: Set<UMLEvent.Kind>, timeout: Double?, while keepWaiting: () -> Bool) -> UMLEvent? {
         var deadline = timeout.map { Date().addingTimeInterval($0) }
         var ending = false
+        // Listening before the first question, so an exit right after it is not missed.
+        let token = ChildExits.shared.listen { [self] in
+            condition.lock()
+            exits += 1
+            condition.broadcast()
+            condition.unlock()
+        }
+        defer { ChildExits.shared.remove(token) }
         condition.lock()
         defer { condition.unlock() }
+        var askedAt: Int?
         while true {
             // Events of other kinds stay for a later wait (an exit may arrive while a status is awaited).
             if let index = events.firstIndex(where: { kinds.contains($0.event) }) {
                 return events.remove(at: index)
             }
             if let deadline, Date() >= deadline { return nil }
-            if !ending {
+            if !ending && askedAt != exits {
+                askedAt = exits
                 condition.unlock()
                 let alive = keepWaiting()
                 condition.lock()
@@ -83,10 +97,56 @@ final class EventStream: @unchecked Sendable {
                     let grace = Date().addingTimeInterval(1)
                     deadline = deadline.map { min($0, grace) } ?? grace
                 }
+                continue
             }
-            let step = Date().addingTimeInterval(0.05)
-            _ = condition.wait(until: deadline.map { min($0, step) } ?? step)
+            if let deadline {
+                _ = condition.wait(until: deadline)
+            } else {
+                condition.wait()
+            }
         }
+    }
+
+    /// Like `wait(for:timeout:while:)`, for as long as `machine` has not exited.
+    func wait(for kinds: Set<UMLEvent.Kind>, timeout: Double?, untilExitOf machine: ChildProcess) -> UMLEvent? {
+        wait(for: kinds, timeout: timeout, while: { !machine.poll() })
+    }
+}
+
+/// Announces that a child process of ours has exited, to whoever is listening. A pidfd-watching
+/// thread per ChildProcess blocks until its exit, so "is the machine still alive?" is asked when
+/// the answer may have changed rather than every few milliseconds.
+final class ChildExits: @unchecked Sendable {
+    static let shared = ChildExits()
+    private let lock = NSLock()
+    private var listeners: [Int: () -> Void] = [:]
+    private var next = 0
+
+    /// Announces the exit behind `pidfd` once it happens. The thread ends with the process; it
+    /// holds the descriptor until then.
+    static func watch(_ pidfd: PidFD, name: String) {
+        let thread = Thread {
+            _ = pidfd.wait(until: nil)
+            ChildExits.shared.announce()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    func listen(_ body: @escaping () -> Void) -> Int {
+        lock.withLock {
+            next += 1
+            listeners[next] = body
+            return next
+        }
+    }
+
+    func remove(_ token: Int) { _ = lock.withLock { listeners.removeValue(forKey: token) } }
+
+    func announce() {
+        // Called outside the lock: a listener takes its own.
+        let all = lock.withLock { Array(listeners.values) }
+        for body in all { body() }
     }
 }
 

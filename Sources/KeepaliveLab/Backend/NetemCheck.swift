@@ -72,7 +72,7 @@ public enum NetemCheck {
         }
         // The last datagrams are still in netem's delay line: wait for them, then a margin.
         usleep(UInt32((delayMs + 500) * 1000))
-        arrivals.stop()
+        arrivals.stop(receiver)
         _ = arrivals.waitUntilStopped(timeout: 2)
 
         let got = arrivals.received
@@ -94,8 +94,6 @@ public enum NetemCheck {
         guard fd >= 0 else { throw SystemCallError("open a UDP socket") }
         var size: Int32 = 4 << 20
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        var timeout = timeval(tv_sec: 0, tv_usec: 50_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         for (target, isBind) in [(address, true), (peer, false)] {
             guard let target else { continue }
             var sin = sockaddr_in()
@@ -137,7 +135,10 @@ public enum NetemCheck {
         func read(_ fd: Int32) {
             var buffer = [UInt8](repeating: 0, count: 64)
             while true {
+                // Blocks until a datagram or stop()'s shutdown (recv then returns 0 once the queue
+                // is empty): no receive timeout to wake up for.
                 let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n < 0 && errno == EINTR { continue }
                 let now = kal_monotonic_ns()
                 condition.lock()
                 if n >= 16 {
@@ -145,7 +146,7 @@ public enum NetemCheck {
                     let sentAt = Int64(bitPattern: NetemCheck.load(buffer, at: 8))
                     byIndex[index] = Double(now - sentAt) / 1e6
                 }
-                let done = stopping && n < 0
+                let done = n < 0 || (stopping && n == 0)
                 condition.unlock()
                 if done { break }
             }
@@ -155,10 +156,13 @@ public enum NetemCheck {
             condition.unlock()
         }
 
-        func stop() {
+        /// Ends `read(fd)` once what has arrived is read.
+        func stop(_ fd: Int32) {
             condition.lock()
             stopping = true
             condition.unlock()
+            // On Linux this wakes a recv blocked on a UDP socket, connected or not.
+            shutdown(fd, Int32(SHUT_RD))
         }
 
         func waitUntilStopped(timeout: Double) -> Bool {

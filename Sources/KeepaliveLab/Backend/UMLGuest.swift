@@ -109,15 +109,20 @@ public enum UMLGuest {
     }
 
     /// Kills whatever the command left running (as init, kill(-1) reaches everyone else) and reaps it.
+    /// A blocking waitpid on a helper thread does the reaping, so the wait needs no polling; the
+    /// helper is left behind, blocked, if something unkillable (D state) outlasts the 2 s bound —
+    /// the machine powers off next anyway.
     static func endEveryProcess() {
         kill(-1, SIGKILL)
-        let deadline = Date().addingTimeInterval(2)
-        while Date() < deadline {
+        let reaped = DispatchSemaphore(value: 0)
+        let reaper = Thread {
             var raw: Int32 = 0
-            let pid = waitpid(-1, &raw, WNOHANG)
-            if pid < 0 && errno == ECHILD { return }
-            if pid == 0 { usleep(5_000) }
+            while waitpid(-1, &raw, 0) > 0 || errno == EINTR {}
+            reaped.signal()  // ECHILD: no children left
         }
+        reaper.name = "init-reaper"
+        reaper.start()
+        _ = reaped.wait(timeout: .now() + 2)
     }
 
     static func uptime() -> Double? {

@@ -95,8 +95,9 @@ public final class PacketCapture: @unchecked Sendable {
     public func start() {
         lock.withLock {
             guard !started, !finished else { return }
-            started = true
             let sink = self.sink
+            guard sink.prepareWake() else { return }  // readError says why; stop() still drains
+            started = true
             let thread = Thread { sink.readLoop() }
             thread.name = "pcap-\(interface)"
             thread.start()
@@ -178,9 +179,11 @@ private final class Sink: @unchecked Sendable {
     var packets: [CapturedPacket] = []
     var readError: CaptureError?
     private var dirty = false
-    private let stopLock = NSLock()
-    private var stopRequested = false
+    /// stop() writes a byte here: the reader blocks in poll(2) with no timeout until a packet or this.
+    private var wake: (read: Int32, write: Int32) = (-1, -1)
     private let done = DispatchSemaphore(value: 0)
+    /// Unflushed packets reach the file within this long, for a reader of the file during a trial.
+    static let flushAfterNs: Int64 = 200_000_000
 
     init(handle: OpaquePointer, dumper: OpaquePointer, interface: String, nanoPrecision: Bool, monotonicOffsetNs: Int64) {
         self.handle = handle
@@ -190,19 +193,39 @@ private final class Sink: @unchecked Sendable {
         self.monotonicOffsetNs = monotonicOffsetNs
     }
 
+    /// Creates the wake-up pipe; before the reader thread starts. False (with readError) on failure.
+    func prepareWake() -> Bool {
+        var fds: [Int32] = [-1, -1]
+        guard kal_pipe_cloexec(&fds) == 0 else {
+            readError = CaptureError(stage: .read, interface: interface,
+                                     message: "wake-up pipe for the reader: \(String(cString: strerror(errno)))")
+            return false
+        }
+        wake = (fds[0], fds[1])
+        return true
+    }
+
     func readLoop() {
         defer { done.signal() }
-        guard let h = handle else { return }
-        var pfd = pollfd(fd: pcap_get_selectable_fd(h), events: Int16(POLLIN), revents: 0)
+        guard let h = handle, wake.read >= 0 else { return }
+        var fds = [pollfd(fd: pcap_get_selectable_fd(h), events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
         var lastFlush = kal_monotonic_ns()
-        while !stopLock.withLock({ stopRequested }) {
-            // Short timeout: it bounds how long stop() waits and how stale the file may get.
-            _ = poll(&pfd, 1, 50)
+        while true {
+            // No periodic wakeup: the only deadline is the flush of packets already captured.
+            let timeout: Int32 = dirty
+                ? Int32(max(0, (lastFlush + Self.flushAfterNs - kal_monotonic_ns() + 999_999) / 1_000_000))
+                : -1
+            if poll(&fds, 2, timeout) < 0 && errno != EINTR {
+                readError = CaptureError(stage: .read, interface: interface, message: "poll: \(String(cString: strerror(errno)))")
+                return
+            }
+            if fds[1].revents != 0 { return }  // stop(): drainAndClose() reads what is left
             if dispatch(h) < 0 {
                 readError = CaptureError(stage: .read, interface: interface, message: String(cString: pcap_geterr(h)))
                 return
             }
-            if dirty, kal_monotonic_ns() - lastFlush > 200_000_000, let dumper {
+            if dirty, kal_monotonic_ns() - lastFlush >= Self.flushAfterNs, let dumper {
                 pcap_dump_flush(dumper)
                 dirty = false
                 lastFlush = kal_monotonic_ns()
@@ -211,8 +234,14 @@ private final class Sink: @unchecked Sendable {
     }
 
     func stopAndWait() {
-        stopLock.withLock { stopRequested = true }
+        var byte: UInt8 = 1
+        while write(wake.write, &byte, 1) < 0 && errno == EINTR {}
         done.wait()
+    }
+
+    deinit {
+        if wake.read >= 0 { close(wake.read) }
+        if wake.write >= 0 { close(wake.write) }
     }
 
     func drainAndClose() {

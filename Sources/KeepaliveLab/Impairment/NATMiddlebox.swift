@@ -1,3 +1,4 @@
+import CKeepaliveShim
 import Foundation
 import KeepaliveNet
 
@@ -40,6 +41,10 @@ enum NATMiddlebox {
             try topology.r.perform {
                 try Sysctl.write("net.netfilter.nf_conntrack_tcp_timeout_established", String(timeout))
                 try Sysctl.write("net.netfilter.nf_conntrack_tcp_loose", "0")
+                // ConntrackWatcher looks at the table when an event says the entry appeared or
+                // changed (kernels without NF_CONNTRACK_EVENTS lack this; the watcher then learns
+                // of the entry at the fault).
+                try? Sysctl.write("net.netfilter.nf_conntrack_events", "1")
                 let readBack = try Sysctl.read("net.netfilter.nf_conntrack_tcp_timeout_established")
                 guard readBack == String(timeout) else {
                     throw TrialError(message: "R's conntrack established timeout reads \(readBack) s after writing \(timeout) s")
@@ -60,55 +65,90 @@ enum NATMiddlebox {
     }
 }
 
-/// What R's conntrack did with A's connection, as seen by polling its table.
+/// What R's conntrack did with A's connection, as seen by looking at its table.
 struct ConntrackObservation: Sendable {
     var firstSeen: Double?
     var lastSeen: Double?
-    /// Seconds left on the entry at the last poll that saw it.
+    /// Seconds left on the entry at the last look that saw it.
     var lastTimeoutLeft: UInt32?
-    /// Smallest timeout left ever observed (probes that keep the entry fresh keep this high).
+    /// Smallest timeout left (ESTABLISHED) seen at a look. Looks are few, so this is an upper bound
+    /// of the least the entry had; the wire tells that exactly (longest pause between packets).
     var minTimeoutLeft: UInt32?
     var stateAtLastSeen: String?
-    /// First poll that no longer found the entry (it expired between `lastSeen` and this).
+    /// First look that no longer found the entry (it expired between `lastSeen` and this).
     var goneAt: Double?
     /// The entry came back under a new id after it was gone (a new connection picked up).
     var recreatedAt: Double?
+    /// Table dumps made.
     var polls = 0
     var error: String?
 }
 
-/// Polls R's conntrack table every `period` seconds for A's connection to B. A dump evicts expired
-/// entries on the spot, so "gone" is within one period of the real expiry.
+/// Watches R's conntrack table for A's connection to B without a polling period. It looks (dumps
+/// the table) when ctnetlink reports an event (the entry appearing, changing state, going), and
+/// when the entry's timeout can have run out: a dump evicts expired entries on the spot, so the
+/// look at the expiry instant sees the entry go. ctnetlink gives the time left in whole seconds;
+/// looks whole seconds before a candidate instant tell on which side of it the expiry lies, which
+/// narrows it to `precision` while it is more than a second away.
 final class ConntrackWatcher: @unchecked Sendable {
     let socket: ConntrackSocket
+    let events: ConntrackEvents
     let client: IPv4Address
     let server: IPv4Address
     let port: UInt16
-    let period: Double
+    /// How closely "gone" follows the real expiry.
+    let precision: Double
     private let lock = NSLock()
     /// One dump at a time on the socket: replies of two dumps must not interleave.
     private let dumpLock = NSLock()
     private var observation = ConntrackObservation()
-    private var stopRequested = false
     private var lastID: UInt32?
+    /// Where the entry's expiry lies (monotonic seconds, [lo, hi)), as far as looks have told.
+    private var expiry: (lo: Double, hi: Double)?
+    private var wake: (read: Int32, write: Int32) = (-1, -1)
     private let done = DispatchSemaphore(value: 0)
     private var started = false
 
-    init(topology: Topology, port: UInt16, period: Double = 0.05) throws {
+    init(topology: Topology, port: UInt16, precision: Double = 0.02) throws {
         socket = try ConntrackSocket.open(in: topology.r)
+        events = try ConntrackEvents.open(in: topology.r)
         client = Topology.aAddress.address
         server = Topology.bAddress.address
         self.port = port
-        self.period = period
+        self.precision = precision
+        var fds: [Int32] = [-1, -1]
+        guard kal_pipe_cloexec(&fds) == 0 else { throw SystemCallError("wake-up pipe for the conntrack watcher") }
+        wake = (fds[0], fds[1])
+    }
+
+    deinit {
+        close(wake.read)
+        close(wake.write)
     }
 
     func start() {
         started = true
         let thread = Thread { [self] in
             defer { done.signal() }
-            while !lock.withLock({ stopRequested }) {
-                poll()
-                usleep(UInt32(period * 1_000_000))
+            var fds = [pollfd(fd: events.fd, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+            var next: Double? = look()
+            while true {
+                if poll(&fds, 2, PidFD.timeoutMs(until: next)) < 0 {
+                    if errno == EINTR { continue }  // revents are stale then
+                    lock.withLock { observation.error = "poll: \(String(cString: strerror(errno)))" }
+                    return
+                }
+                var poked = false
+                if fds[1].revents != 0 {
+                    // 1: stop(); 0: current() asks for a look.
+                    var bytes = [UInt8](repeating: 0, count: 64)
+                    let n = read(wake.read, &bytes, bytes.count)
+                    if n > 0 && bytes[0..<n].contains(1) { return }
+                    poked = true
+                }
+                let evented = fds[0].revents != 0 && events.drain()
+                if poked || evented || next.map({ PidFD.now() >= $0 }) == true { next = look() }
             }
         }
         thread.name = "conntrack-watch"
@@ -116,50 +156,91 @@ final class ConntrackWatcher: @unchecked Sendable {
     }
 
     func stop() -> ConntrackObservation {
-        lock.withLock { stopRequested = true }
-        if started { done.wait() }
+        if started {
+            var byte: UInt8 = 1
+            while write(wake.write, &byte, 1) < 0 && errno == EINTR {}
+            done.wait()
+        }
         started = false
         return lock.withLock { observation }
     }
 
-    /// The entry as the table shows it right now (for a snapshot at the fault).
+    /// The entry as the table shows it right now (for a snapshot at the fault). Also a look for the
+    /// watcher, in case no event told it the entry exists.
     func current() -> ConntrackEntry? {
-        (try? dumpLock.withLock { try socket.dump() })?.first(where: matches)
+        let entry = (try? dumpLock.withLock { try socket.dump() })?.first(where: matches)
+        if started { poke() }
+        return entry
+    }
+
+    private func poke() {
+        var byte: UInt8 = 0
+        while write(wake.write, &byte, 1) < 0 && errno == EINTR {}
     }
 
     private func matches(_ e: ConntrackEntry) -> Bool {
         e.protocolNumber == 6 && e.source == client && e.destination == server && e.destinationPort == port
     }
 
-    private func poll() {
+    /// Dumps the table, records what it shows, and returns the next instant worth a look (nil: none
+    /// until an event).
+    private func look() -> Double? {
         let entries: [ConntrackEntry]
         do {
             entries = try dumpLock.withLock { try socket.dump() }
         } catch {
             lock.withLock { observation.error = "\(error)" }
-            return
+            return PidFD.now() + 1  // a failed dump says nothing: try again, without spinning
         }
-        let now = PeerEvent.now()
+        let now = PidFD.now()
         let entry = entries.first(where: matches)
-        lock.withLock {
+        return lock.withLock { () -> Double? in
             observation.polls += 1
-            if let entry {
-                if observation.goneAt != nil, observation.recreatedAt == nil, entry.id != lastID {
-                    observation.recreatedAt = now
+            guard let entry else {
+                if observation.lastSeen != nil, observation.goneAt == nil {
+                    observation.goneAt = now
                 }
-                if observation.goneAt == nil {
-                    observation.firstSeen = observation.firstSeen ?? now
-                    observation.lastSeen = now
-                    observation.lastTimeoutLeft = entry.timeoutSeconds
-                    observation.stateAtLastSeen = entry.tcpStateName
-                    if let left = entry.timeoutSeconds, entry.tcpState == 3 {
-                        observation.minTimeoutLeft = min(observation.minTimeoutLeft ?? left, left)
-                    }
-                }
-                lastID = entry.id
-            } else if observation.lastSeen != nil, observation.goneAt == nil {
-                observation.goneAt = now
+                expiry = nil
+                return nil
             }
+            if observation.goneAt != nil, observation.recreatedAt == nil, entry.id != lastID {
+                observation.recreatedAt = now
+            }
+            if observation.goneAt == nil {
+                observation.firstSeen = observation.firstSeen ?? now
+                observation.lastSeen = now
+                observation.lastTimeoutLeft = entry.timeoutSeconds
+                observation.stateAtLastSeen = entry.tcpStateName
+            }
+            defer { lastID = entry.id }
+            guard let left = entry.timeoutSeconds else { expiry = nil; return nil }
+            // The kernel rounds the time left down to whole seconds.
+            let seen = (lo: now + Double(left), hi: now + Double(left) + 1)
+            var narrowed: (lo: Double, hi: Double)?
+            if let known = expiry, entry.id == lastID {
+                let both = (lo: max(known.lo, seen.lo), hi: min(known.hi, seen.hi))
+                // Tolerance for the kernel's jiffies; a window that has closed or passed while the
+                // entry is still there means the timeout was refreshed (or changed with the state).
+                if both.hi + precision > both.lo, both.hi > now { narrowed = (both.lo, max(both.lo, both.hi)) }
+            }
+            expiry = narrowed ?? seen
+            if entry.tcpState == 3, observation.goneAt == nil {
+                observation.minTimeoutLeft = min(observation.minTimeoutLeft ?? left, left)
+            }
+            return nextLook(now: now)
         }
+    }
+
+    /// Call with `lock` held.
+    private func nextLook(now: Double) -> Double? {
+        guard let (lo, hi) = expiry else { return nil }
+        if hi - lo <= precision { return max(now, hi) }
+        // A look k whole seconds before the midpoint shows k seconds left exactly when the expiry
+        // is past the midpoint; it must come before the earliest possible expiry.
+        let mid = (lo + hi) / 2
+        let k = (mid - now).rounded(.down)
+        if k >= 1 { return max(now, mid - k) }
+        // Less than a second away: only looking tells, one `precision` step at a time.
+        return max(now + precision, lo)
     }
 }

@@ -34,7 +34,7 @@ final class NetworkFaultDriver {
         self.topology = topology
     }
 
-    // A trial that throws never reaches finish(): the poller must still stop.
+    // A trial that throws never reaches finish(): the watcher must still stop.
     deinit { _ = watcher?.stop() }
 
     /// The impairment in force once the fault has struck.
@@ -107,6 +107,27 @@ final class NetworkFaultDriver {
         return false
     }
 
+    /// When `tick` next has something to do on its own clock (nil: nothing scheduled), so the trial
+    /// can sleep until then instead of calling it periodically.
+    var nextDeadline: Double? {
+        guard let tFault else { return nil }
+        switch spec.fault {
+        case let .partition(seconds, _) where !healed:
+            return tFault + seconds
+        case .natIdle:
+            if report.sendAt == nil { return spec.effectiveSilence.map { tFault + $0 } }
+            return report.answerAt.map { $0 + Trial.tail }
+        default:
+            return nil
+        }
+    }
+
+    /// Client events `tick` is waiting for: the answer to the nat-idle send wakes the trial.
+    var awaitedClientEvents: Set<String> {
+        if case .natIdle = spec.fault, report.sendAt != nil, report.answerAt == nil { return [PeerEvent.Kind.received.rawValue] }
+        return []
+    }
+
     /// A KARQ/KARS after the handshake's seq 0: the nat-idle exchange.
     static func isRequest(_ e: PeerEvent, _ kind: PeerEvent.Kind, tag: WireTag) -> Bool {
         e.kind == kind && e.detail == tag.rawValue && (e.seq ?? 0) >= 1
@@ -172,16 +193,16 @@ extension TrialAnalysis {
                 mark("conntrack_expired", gone)
                 let lastPacket = segments.last(where: { $0.direction != .other && $0.t < gone })?.t
                 if let lastPacket {
-                    result.notes.append(String(format: "R's conntrack entry expired %.2f s after the last packet it forwarded (timeout %d s; polled every 50 ms)",
+                    result.notes.append(String(format: "R's conntrack entry expired %.2f s after the last packet it forwarded (timeout %d s; seen gone within 20 ms)",
                                                gone - lastPacket, timeout))
                 }
-            } else if let low = ct.minTimeoutLeft {
+            } else if let low = leastTimeoutLeft(timeout: timeout, looked: ct.minTimeoutLeft) {
                 result.notes.append("R's conntrack entry never expired: the least time it had left was \(low) s of \(timeout) s")
             }
             if let again = ct.recreatedAt {
                 result.notes.append(String(format: "a new conntrack entry for the same flow appeared at %+.3f s", again - tFault))
             }
-            if let error = ct.error { result.notes.append("conntrack polling: \(error)") }
+            if let error = ct.error { result.notes.append("conntrack watching: \(error)") }
         }
         if let invalid = network.invalidPackets, invalid > 0 {
             result.notes.append("R's firewall found \(invalid) INVALID packet(s) and \(mode == .reset ? "answered A's with RST" : "dropped them")")
@@ -197,6 +218,17 @@ extension TrialAnalysis {
         }
         guard network.answerAt == nil else { return }
         result.brokenHow = brokenHow(mode: mode)
+    }
+
+    /// The least time R's entry had left, in whole seconds as conntrack shows it: every packet R
+    /// forwards restarts the timeout, so it is the timeout less the longest pause between them on
+    /// the wire. The watcher's looks (an upper bound) stand in when the capture has too few packets.
+    private func leastTimeoutLeft(timeout: Int, looked: UInt32?) -> UInt32? {
+        let times = segments.filter { $0.direction != .other }.map(\.t).sorted()
+        guard times.count >= 2 else { return looked }
+        let longestPause = zip(times, times.dropFirst()).map { $1 - $0 }.max() ?? 0
+        let fromWire = UInt32(max(0, (Double(timeout) - longestPause).rounded(.down)))
+        return min(fromWire, looked ?? fromWire)
     }
 
     /// How A found out that the middlebox had forgotten its connection (or that it did not).

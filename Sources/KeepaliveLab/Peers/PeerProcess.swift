@@ -1,4 +1,5 @@
 import Foundation
+import KeepaliveNet
 
 #if canImport(Glibc)
 import Glibc
@@ -26,6 +27,8 @@ public final class PeerProcess: @unchecked Sendable {
     private let state = SharedState()
     /// Our end of the child's stdin.
     private let control: Int32
+    /// Readable once the peer has exited; nil where the kernel has no pidfd_open.
+    private let pidfd: PidFD?
     private let reapLock = NSLock()
     private var exitStatus: Int32?
     private var reaped = false
@@ -91,6 +94,7 @@ public final class PeerProcess: @unchecked Sendable {
         }
         pid = child
         control = stdinPair[0]
+        if case let .opened(fd) = PidFD.open(child) { pidfd = fd } else { pidfd = nil }
 
         // Only the shared state is captured, so deinit can still run (and kill the child) while
         // the reader thread waits for EOF.
@@ -115,6 +119,9 @@ public final class PeerProcess: @unchecked Sendable {
     /// Every event so far, in order.
     public var events: [PeerEvent] { state.withLock { state.events } }
 
+    /// True once the peer's stdout has closed: no event will follow, and waits return at once.
+    public var outputEnded: Bool { state.outputEnded }
+
     /// What the peer wrote to stderr (and any stdout line that was not an event).
     public var stderrText: String { state.withLock { String(decoding: state.stderr, as: UTF8.self) } }
 
@@ -131,6 +138,11 @@ public final class PeerProcess: @unchecked Sendable {
     /// Like `waitFor`, for the earliest unreturned event whose kind is in `kinds`.
     public func waitForAny(_ kinds: Set<String>, timeout: Double) -> PeerEvent? {
         state.take(where: { kinds.contains($0.kind.rawValue) }, until: Date(timeIntervalSinceNow: timeout))
+    }
+
+    /// Like `waitForAny(_:timeout:)`, until `deadline` on the events' clock (`PeerEvent.now()`).
+    public func waitForAny(_ kinds: Set<String>, until deadline: Double) -> PeerEvent? {
+        waitForAny(kinds, timeout: deadline - PeerEvent.now())
     }
 
     // MARK: Control
@@ -166,7 +178,11 @@ public final class PeerProcess: @unchecked Sendable {
                 break
             }
             reapLock.unlock()
-            usleep(5_000)
+            if let pidfd {
+                _ = pidfd.wait(until: deadline)
+            } else {
+                usleep(5_000)  // no pidfd_open (Linux < 5.3): nothing to block on
+            }
             reapLock.lock()
         }
         let status = exitStatus
@@ -220,6 +236,8 @@ private final class SharedState: @unchecked Sendable {
         }
         return nil
     }
+
+    var outputEnded: Bool { withLock { readerDone } }
 
     func waitForReaderDone(until deadline: Date) {
         condition.lock()

@@ -114,11 +114,14 @@ private final class PeerSession {
         config.role == .server ? listen() : connect()
         while exitCode == nil {
             let socketFD = phase == .listening ? listenFD : fd
+            // One `now` for both: whether a stream chunk is due decides between waiting for
+            // POLLOUT and waiting for the chunk's time, and the two must agree.
+            let now = PeerEvent.now()
             var fds = [
-                pollfd(fd: socketFD, events: socketEvents(), revents: 0),
+                pollfd(fd: socketFD, events: socketEvents(now: now), revents: 0),
                 pollfd(fd: 0, events: Int16(POLLIN), revents: 0),
             ]
-            if poll(&fds, nfds_t(fds.count), pollTimeout(now: PeerEvent.now())) < 0 {
+            if poll(&fds, nfds_t(fds.count), pollTimeout(now: now)) < 0 {
                 if errno == EINTR { continue }
                 setupFailed("poll", errno)
                 break
@@ -208,12 +211,12 @@ private final class PeerSession {
 
     // MARK: Socket events
 
-    func socketEvents() -> Int16 {
+    func socketEvents(now: Double) -> Int16 {
         switch phase {
         case .listening: return Int16(POLLIN)
         case .connecting: return Int16(POLLOUT)
         case .handshake, .running:
-            let wantsWrite = !outbox.isEmpty || (phase == .running && streamChunkDue(now: PeerEvent.now()))
+            let wantsWrite = !outbox.isEmpty || (phase == .running && streamChunkDue(now: now))
             return Int16(POLLIN) | (wantsWrite ? Int16(POLLOUT) : 0)
         }
     }
@@ -384,10 +387,13 @@ private final class PeerSession {
         streamStart + Double(streamBytesQueued) / Double(config.streamBytesPerSecond)
     }
 
+    /// Until the next timer. A stream chunk counts only while it is not yet due: once due, it waits
+    /// for POLLOUT like a queued one (a full send buffer means nothing can progress, and a 0 ms
+    /// timeout would spin until the buffer drains — forever if the peer is dead).
     func pollTimeout(now: Double) -> Int32 {
         let deadlines = [
             heartbeatDeadline, nextRR, nextHeartbeat, sendProgress.deadline, receiveProgress.deadline,
-            streaming && outbox.isEmpty ? nextStreamChunk : nil,
+            streaming && outbox.isEmpty && !streamChunkDue(now: now) ? nextStreamChunk : nil,
         ].compactMap { $0 }
         guard let earliest = deadlines.min() else { return -1 }
         return Int32(min(max(0, ((earliest - now) * 1000).rounded(.up)), 3_600_000))

@@ -94,15 +94,27 @@ public struct Trial {
         var tBack: Double?
         var detection: PeerEvent?
         let detectionKinds: Set<String> = ["error", "closed", "heartbeat_timeout"]
-        while detection == nil && PeerEvent.now() < tFault + spec.deadline {
-            if case .reboot(let downtime) = spec.fault, tBack == nil, PeerEvent.now() >= tFault + downtime {
-                try topology.rebootB()
-                peers.append(try startServer(in: topology))
-                tBack = PeerEvent.now()
-                notes.append("B rebooted \(Self.format(tBack! - tFault)) s after the crash: new namespace \(topology.b.name), same IP and MAC, fresh server")
+        let end = tFault + spec.deadline
+        while detection == nil && PeerEvent.now() < end {
+            var rebootAt: Double?
+            if case .reboot(let downtime) = spec.fault, tBack == nil {
+                if PeerEvent.now() >= tFault + downtime {
+                    try topology.rebootB()
+                    peers.append(try startServer(in: topology))
+                    tBack = PeerEvent.now()
+                    notes.append("B rebooted \(Self.format(tBack! - tFault)) s after the crash: new namespace \(topology.b.name), same IP and MAC, fresh server")
+                } else {
+                    rebootAt = tFault + downtime
+                }
             }
             if try network.tick(client: client) { break }
-            detection = client.waitForAny(detectionKinds, timeout: 0.01)
+            // Block until the next thing that can happen: a client event, the reboot, R's next
+            // step, or the deadline. Under UML time-travel a periodic wakeup would crawl the clock.
+            let wakeAt = [end, rebootAt, network.nextDeadline].compactMap { $0 }.min()!
+            let event = client.waitForAny(detectionKinds.union(network.awaitedClientEvents), until: wakeAt)
+            if let event, detectionKinds.contains(event.kind.rawValue) { detection = event }
+            // A client gone without a word makes every wait return at once: sleep instead of spinning.
+            if event == nil && client.outputEnded { Self.sleep(until: wakeAt) }
         }
         var atDetection: PeerTCPInfo?
         if let detection {
@@ -170,9 +182,14 @@ public struct Trial {
         try Sysctl.write("net.ipv4.tcp_keepalive_probes", String(k.count))
     }
 
+    /// One blocking sleep to `t` on the events' clock, however far ahead (no 4295 s usleep limit).
     static func sleep(until t: Double) {
-        let remaining = t - PeerEvent.now()
-        if remaining > 0 { usleep(UInt32(min(remaining, 4000) * 1_000_000)) }
+        var remaining = t - PeerEvent.now()
+        while remaining > 0 {
+            var ts = timespec(tv_sec: Int(remaining), tv_nsec: Int((remaining - remaining.rounded(.down)) * 1e9))
+            _ = nanosleep(&ts, nil)  // EINTR: go round with what is left
+            remaining = t - PeerEvent.now()
+        }
     }
 
     static func format(_ value: Double) -> String { String(format: "%.3f", value) }
