@@ -99,6 +99,18 @@ public struct Expectation: Codable, Sendable, Equatable {
 
     /// Unacknowledged data to a silent peer without TCP_USER_TIMEOUT: tcp_retries2 retransmissions
     /// (`tcp_model_timeout()`), from the original send. Needs HZ: the ladder is the model itself.
+    /// From A's first timer-driven retransmission (retrans_stamp, the clock tcp_write_timeout()
+    /// checks): a stream into a dead peer keeps sending after the fault, so its first unacknowledged
+    /// segment is no anchor.
+    public static func retransmissionTimeoutFromFirstRetransmission(retries2: Int = 15, hz: Int) -> Expectation {
+        let ms = KernelTimerModel.modelTimeoutMs(boundary: retries2, rtoBase: UInt64(hz / 5), hz: hz)
+        let events = KernelTimerModel.retransmissionsFromFirstRetransmission(retries2: retries2, hz: hz)
+        return Expectation(anchor: .firstTimeoutRetransmission, seconds: events.last?.expected ?? Double(ms) / 1000,
+                           formula: "tcp_retries2 = \(retries2): tcp_model_timeout = \(ms) ms after A's first timer-driven retransmission, "
+                               + "checked when the retransmission timer fires",
+                           events: events, hz: hz)
+    }
+
     public static func retransmissionTimeout(retries2: Int = 15, hz: Int) -> Expectation {
         let rtoMin = UInt64(hz / 5)
         let ms = KernelTimerModel.modelTimeoutMs(boundary: retries2, rtoBase: rtoMin, hz: hz)

@@ -169,6 +169,22 @@ public enum KernelTimerModel {
         return joined(runs)
     }
 
+    /// The same ladder measured from the first timer retransmission (retrans_stamp) — what a trial
+    /// can anchor on when the client kept sending after the fault (a stream re-arms the probe and
+    /// retransmission timers with every new segment, so the original send is no anchor). The
+    /// initial RTO is `srtt + rttvar` ≥ TCP_RTO_MIN: every RTO up to TCP_RTO_MIN + 50 ms is
+    /// modelled, as for TCP_USER_TIMEOUT.
+    public static func retransmissionsFromFirstRetransmission(retries2: Int = 15, hz: Int,
+                                                              jitter: UInt64 = hostJitter) -> [ExpectedEvent] {
+        let rtoMin = UInt64(hz / 5)
+        let timeoutMs = modelTimeoutMs(boundary: retries2, rtoBase: rtoMin, hz: hz)
+        let runs = (rtoMin ... rtoMin + UInt64(max(1, hz / 20))).map {
+            ladder(initialRto: $0, timeoutMs: timeoutMs, userTimeoutMs: nil, tailLossProbe: false, hz: hz, jitter: jitter,
+                   fromFirstRetransmission: true)
+        }
+        return joined(runs)
+    }
+
     /// Unacknowledged data with TCP_USER_TIMEOUT = U, from the first timer retransmission (the
     /// kernel's retrans_stamp): each re-arm is `tcp_clamp_rto_to_user_timeout()` — the RTO, or
     /// the time left until U if shorter — and the firing with elapsed ≥ U aborts. The RTO at that

@@ -106,10 +106,10 @@ struct TrialAnalysis {
             }
             // Without TCP_USER_TIMEOUT, tcp_retries2 ends the retransmissions to a silent peer (an
             // ICMP error changes the ladder: RFC 6069, not modelled; a rebooted B resets instead).
-            if spec.workload != .idle, spec.fault == .crash, (policy.userTimeoutMs ?? 0) == 0, oldestUnacked != nil,
+            if spec.workload != .idle, spec.fault == .crash, (policy.userTimeoutMs ?? 0) == 0, firstTimeoutRetransmission != nil,
                let hz = KernelHz.current, hz > 0 {
                 let retries2 = spec.sysctls["net.ipv4.tcp_retries2"].flatMap { Int($0) } ?? 15
-                candidates.append(.retransmissionTimeout(retries2: retries2, hz: hz))
+                candidates.append(.retransmissionTimeoutFromFirstRetransmission(retries2: retries2, hz: hz))
             }
             if let h = policy.heartbeat {
                 candidates.append(.heartbeat(h))
