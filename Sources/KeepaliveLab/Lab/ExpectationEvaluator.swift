@@ -62,7 +62,7 @@ public enum ExpectationEvaluator {
     public static func evaluate(_ lab: Lab, records: [RunRecord], scope: Scope = .everything) -> [Verdict] {
         var verdicts: [Verdict] = []
         for expectation in lab.expectations {
-            for cell in lab.cells where expectation.applies(to: cell) {
+            for cell in lab.cells where expectation.applies(to: cell, in: lab.cells) {
                 let cellRecords = records.filter { $0.cellKey == cell.key }
                 let results = cellRecords.compactMap(\.result)
                 let errors = cellRecords.filter { $0.result == nil }

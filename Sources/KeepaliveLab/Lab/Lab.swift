@@ -88,9 +88,14 @@ public struct LabExpectation: Codable, Sendable, Equatable {
     /// expectation (an expectation is otherwise never passed over trials that did not happen).
     public var allowErrors: Bool = false
 
-    public func applies(to cell: Lab.Cell) -> Bool {
-        (policy == "*" || policy == cell.policy.name)
-            && (fault == "*" || fault == cell.fault.label || fault == cell.fault.fault.description)
+    /// `fault` names a cell's label ("crash (stream)") or a fault ("crash"). A label wins: when
+    /// some cell of the lab carries exactly that label, only such cells match, so `crash` means the
+    /// idle crash cell in a lab that also has `crash (stream)`; otherwise every cell with that fault.
+    public func applies(to cell: Lab.Cell, in cells: [Lab.Cell]) -> Bool {
+        guard policy == "*" || policy == cell.policy.name else { return false }
+        if fault == "*" || fault == cell.fault.label { return true }
+        if cells.contains(where: { $0.fault.label == fault }) { return false }
+        return fault == cell.fault.fault.description
     }
 
     public var summary: String {

@@ -33,7 +33,7 @@ public enum RunReporting {
         for verdict in verdicts {
             lines.append("\(verdict.label) \(verdict.name) — \(verdict.detail)")
         }
-        let excused = Set(plan.lab.cells.filter { cell in plan.lab.expectations.contains { $0.allowErrors && $0.applies(to: cell) } }.map(\.key))
+        let excused = Set(plan.lab.cells.filter { cell in plan.lab.expectations.contains { $0.allowErrors && $0.applies(to: cell, in: plan.lab.cells) } }.map(\.key))
         let unexcused = failedTrials.filter { !excused.contains($0.cellKey) }.count
         if unexcused > 0 { lines.append("\(unexcused) trial(s) could not run (no allow_errors covers their cell): see report.md, Errored trials") }
         return Outcome(verdicts: verdicts, records: records, summaryText: lines.joined(separator: "\n"), unexcusedErrors: unexcused)

@@ -7,6 +7,7 @@ public enum MarkdownReport {
         var md: [String] = []
         md += header(input)
         md += summaryTable(input.cells)
+        md += outcomeMatrix(input.cells)
         md.append("")
         md += errorsSection(input.cells)
         md.append("## Charts")
@@ -53,6 +54,30 @@ public enum MarkdownReport {
         md.append("")
         let fence = codeFence(for: input.command)
         md += [fence + "sh", input.command, fence, ""]
+        return md
+    }
+
+    /// Policies down, faults across: which policy survives (or detects) what, at a glance. Only
+    /// when the lab crosses at least two policies with two faults.
+    static func outcomeMatrix(_ cells: [Cell]) -> [String] {
+        func column(_ c: Cell) -> String { c.workload == "idle" ? c.fault : "\(c.fault) (\(c.workload))" }
+        var policies: [String] = [], columns: [String] = []
+        for c in cells {
+            if !policies.contains(c.policyName) { policies.append(c.policyName) }
+            if !columns.contains(column(c)) { columns.append(column(c)) }
+        }
+        guard policies.count >= 2, columns.count >= 2 else { return [] }
+        var md = ["", "### Outcomes: policy × fault", ""]
+        md.append("| Policy | " + columns.map(markdownCell).joined(separator: " | ") + " |")
+        md.append("|---|" + String(repeating: "---|", count: columns.count))
+        for policy in policies {
+            let row = columns.map { name -> String in
+                guard let c = cells.first(where: { $0.policyName == policy && column($0) == name }) else { return "—" }
+                let badge = c.expectations.isEmpty ? "" : (c.expectations.allSatisfy { $0.passed || $0.notRun != nil } ? " ✅" : " ❌")
+                return markdownCell(c.stats.outcomeSummary + badge)
+            }
+            md.append("| **\(markdownCell(policy))** | " + row.joined(separator: " | ") + " |")
+        }
         return md
     }
 
