@@ -12,7 +12,8 @@ struct CrossCheckCommand: ParsableCommand {
             Writes DIR/real, DIR/virtual and DIR/virtual-again (ordinary run directories with their reports) and
             DIR/cross-validation.md: per cell, the outcomes, median measurement and probe count in both clocks and
             whether they agree within 4 ms + 12.5 % plus one timer-wheel bucket; and, trial by trial, whether the
-            two virtual-time runs read identical instants. Exit status 1 when a cell disagrees or a virtual trial differs.
+            two virtual-time runs read identical instants. Exit status 1 when a cell disagrees or a virtual trial differs
+            by more than 1 µs (a few 256 ns clock reads).
             """)
 
     @Argument(help: "The lab file (a scaled-down one: real time must finish too).")
@@ -57,6 +58,6 @@ struct CrossCheckCommand: ParsableCommand {
         print(text)
         let cells = CrossValidation.compare(real: records[0], virtual: records[1], lab: parsed)
         let determinism = CrossValidation.determinism(records[1], records[2])
-        if cells.contains(where: { !$0.agrees }) || determinism.identical != determinism.trials { throw ExitCode(1) }
+        if cells.contains(where: { !$0.agrees }) || determinism.withinClockReads != determinism.trials { throw ExitCode(1) }
     }
 }
