@@ -64,13 +64,18 @@ struct VirtualTimeTests {
                                     timeout: 300)
             }
         }
+        // Identical up to a handful of 256 ns clock reads (CrossValidation.clockReadSlack): the
+        // harness's threads and the host's I/O interleave differently; nothing else may vary.
+        let slack = CrossValidation.clockReadSlack
         for key in ["since_last_rx_s", "detection_latency_s", "wire_abort_s"] {
             let a = try #require(runs[0][key] as? Double), b = try #require(runs[1][key] as? Double)
-            #expect(a == b, "\(key): \(a) vs \(b)")
+            print("determinism \(key): \(a) vs \(b) (Δ \(abs(a - b) * 1e9) ns)")
+            #expect(abs(a - b) <= slack, "\(key): \(a) vs \(b)")
         }
         let probes = runs.map { ($0["timeline"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "keepalive_probe" }
             .compactMap { $0["t"] as? Double } }
-        #expect(probes[0].count == 3 && probes[0] == probes[1], "probe instants: \(probes[0]) vs \(probes[1])")
+        #expect(probes[0].count == 3 && probes[1].count == 3, "probe instants: \(probes[0]) vs \(probes[1])")
+        #expect(zip(probes[0], probes[1]).allSatisfy { abs($0 - $1) <= slack }, "probe instants: \(probes[0]) vs \(probes[1])")
     }
 
     /// A lab that needs virtual time refuses a backend without it, before building anything.
