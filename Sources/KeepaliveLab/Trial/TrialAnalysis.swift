@@ -101,8 +101,12 @@ struct TrialAnalysis {
                     candidates.append(.keepalive(k, userTimeoutMs: policy.userTimeoutMs))
                 }
             }
-            if spec.workload != .idle, let u = policy.userTimeoutMs, u > 0, firstTimeoutRetransmission != nil {
-                candidates.append(.userTimeout(ms: u))
+            if spec.workload != .idle, let u = policy.userTimeoutMs, u > 0, let first = firstTimeoutRetransmission {
+                if spec.fault == .crashICMP, let hz = KernelHz.current, hz > 0 {
+                    candidates.append(icmpRevertExpectation(userTimeoutMs: u, hz: hz, firstRetransmission: first))
+                } else {
+                    candidates.append(.userTimeout(ms: u))
+                }
             }
             // Without TCP_USER_TIMEOUT, tcp_retries2 ends the retransmissions to a silent peer (an
             // ICMP error changes the ladder: RFC 6069, not modelled; a rebooted B resets instead).
@@ -120,6 +124,22 @@ struct TrialAnalysis {
         return candidates.min { a, b in
             (instant(of: a.anchor) ?? .infinity) + a.seconds < (instant(of: b.anchor) ?? .infinity) + b.seconds
         }
+    }
+
+    /// RFC 6069 with TCP_USER_TIMEOUT (ICMPRevertLadder): A's timer retransmissions from the first
+    /// one, and which of them R answered with ICMP unreachable (within 20 ms: R answers at once).
+    func icmpRevertExpectation(userTimeoutMs u: UInt32, hz: Int, firstRetransmission first: Double) -> Expectation {
+        let end = tDetect ?? .infinity
+        let sent = segments.filter { $0.direction == .aToB && $0.kind == .retransmission && $0.t >= first && $0.t < end }.map(\.t)
+        let icmp = segments.filter { $0.kind == .icmp && $0.t >= first }.map(\.t)
+        let answered = sent.map { t in icmp.contains { $0 >= t && $0 - t <= 0.02 } }
+        let events = ICMPRevertLadder.events(userTimeoutMs: u, hz: hz, retransmissions: sent.map { $0 - first }, answered: answered)
+        let abort = events.last(where: { $0.kind == .abort })
+        return Expectation(anchor: .firstTimeoutRetransmission, seconds: abort?.expected ?? Double(u) / 1000,
+                           formula: "TCP_USER_TIMEOUT = \(u) ms after A's first timer-driven retransmission, each ICMP "
+                               + "unreachable undoing one RTO backoff (RFC 6069, re-armed unclamped); \(answered.filter { $0 }.count) "
+                               + "of \(answered.count) retransmissions answered",
+                           events: events, hz: hz)
     }
 
     var outcome: TrialResult.Outcome {
