@@ -57,6 +57,29 @@ public enum MarkdownReport {
         return md
     }
 
+    /// The representative trial's kernel events against the timer model: each one's predicted
+    /// instant, the window the timer wheel allows at that HZ (how late it may be), the measurement
+    /// and whether it is inside. Seconds after the expectation's anchor.
+    static func eventTable(_ r: TrialResult) -> [String] {
+        guard let events = r.events, !events.isEmpty, let e = r.expected else { return [] }
+        var md = ["", "Kernel events vs the timer model (HZ=\(e.hz.map(String.init) ?? "?"); seconds after "
+                  + "\(Findings.anchorPhrase(e.anchor))):", ""]
+        md.append("| Event | Predicted | Allowed window | Allowed lateness | Measured | Step from previous (measured / window) | |")
+        md.append("|---|--:|--:|--:|--:|--:|:-:|")
+        func f(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "—" }
+        for c in events {
+            let window = c.earliest.flatMap { a in c.latest.map { b in "\(f(a)) … \(f(b))" } } ?? "not expected"
+            let lateness = c.predicted.flatMap { p in c.latest.map { f($0 - p) } } ?? "—"
+            let step = c.sincePrevious.map { gap in
+                "\(f(gap)) / " + (c.stepEarliest.flatMap { a in c.stepLatest.map { b in "\(f(a)) … \(f(b))" } } ?? "—")
+            } ?? "—"
+            let name = c.kind == .abort ? "abort" : "\(c.kind.rawValue.replacingOccurrences(of: "_", with: " ")) \(c.index)"
+            md.append("| \(name) | \(f(c.predicted)) | \(window) | \(lateness) | \(f(c.measured)) | \(step) | \(c.inside ? "✅" : "❌ outside") |")
+        }
+        md.append("")
+        return md
+    }
+
     /// Policies down, faults across: which policy survives (or detects) what, at a glance. Only
     /// when the lab crosses at least two policies with two faults.
     static func outcomeMatrix(_ cells: [Cell]) -> [String] {
@@ -185,6 +208,7 @@ public enum MarkdownReport {
         md.append(line + ".")
         md.append("")
         md.append(Ladder.markdown(r))
+        md += eventTable(r)
         md.append("<details><summary>Same trial as a sequence diagram</summary>")
         md.append("")
         md.append(Mermaid.markdown(r))
