@@ -229,12 +229,20 @@ struct TrialAnalysis {
         return result
     }
 
-    /// The timer model's events against the wire: A's probes and retransmissions, and the app's
-    /// detection as the abort (nil without a model or an anchor).
+    /// The timer model's events against the wire: A's probes and retransmissions, and the abort —
+    /// the kernel's own act where the wire shows it (A's RST: tcp_write_err() after
+    /// tcp_send_active_reset()), else the app's detection (a reset from B). The app learns a
+    /// moment later (`app_minus_wire_ms`), later still on a loaded machine: that is the
+    /// application's scheduling, not the kernel's timers (nil without a model or an anchor).
     func eventChecks(_ expected: Expectation?) -> [EventCheck]? {
         guard let expected, let anchor = instant(of: expected.anchor) else { return nil }
         let sent = segments.filter { $0.direction == .aToB }.map { (t: $0.t, kind: $0.kind, payload: $0.payloadLength) }
-        return EventCheck.checks(for: expected, anchor: anchor, detection: tDetect, sentByA: sent)
+        var abort = tDetect
+        if let detected = tDetect, let rst = WireSummary(segments, after: tFault).rstFromA.first,
+           rst <= detected + ExpectedEvent.measurementSlack {
+            abort = rst
+        }
+        return EventCheck.checks(for: expected, anchor: anchor, detection: abort, sentByA: sent)
     }
 
     /// The connection's segments relative to the fault. Bulk data is thinned (first and last few,
