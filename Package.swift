@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "keepalive-lab",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "keepalive-lab", targets: ["keepalive-lab"]),
         .library(name: "KeepaliveNet", targets: ["KeepaliveNet"]),
@@ -11,7 +10,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
@@ -48,14 +46,12 @@ let package = Package(
             name: "KeepaliveNet",
             dependencies: [
                 "CNetlink", "CKeepaliveShim", "CNftables",
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "KeepaliveLab",
             dependencies: [
                 "KeepaliveNet", "CPcap", "CKeepaliveShim", "CZlib",
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
@@ -64,7 +60,6 @@ let package = Package(
             dependencies: [
                 "KeepaliveNet", "KeepaliveLab", "CKeepaliveShim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "KeepaliveNetTests", dependencies: ["KeepaliveNet"]),
