@@ -112,7 +112,7 @@ private final class LinePrefixer: @unchecked Sendable {
         lock.withLock {
             var buffer = pending[fd, default: []] + bytes
             while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                write(fd, Array(prefix.utf8) + buffer[...newline])
+                BackendOutput.writeAll(fd, Array(prefix.utf8) + buffer[...newline])
                 buffer.removeSubrange(...newline)
             }
             pending[fd] = buffer
@@ -121,18 +121,10 @@ private final class LinePrefixer: @unchecked Sendable {
 
     func flush() {
         lock.withLock {
-            for (fd, rest) in pending where !rest.isEmpty { write(fd, Array(prefix.utf8) + rest + [UInt8(ascii: "\n")]) }
+            for (fd, rest) in pending where !rest.isEmpty {
+                BackendOutput.writeAll(fd, Array(prefix.utf8) + rest + [UInt8(ascii: "\n")])
+            }
             pending = [:]
-        }
-    }
-
-    private func write(_ fd: Int32, _ bytes: [UInt8]) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
-            offset += n
         }
     }
 }

@@ -14,7 +14,8 @@ public struct BackendOutput: Sendable {
     /// To this process's stdout and stderr, as it arrives.
     public static let forward = BackendOutput(stdout: { writeAll(1, $0) }, stderr: { writeAll(2, $0) })
 
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    /// write(2) until every byte is out (EINTR retried); stops quietly when the reader is gone.
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
