@@ -292,16 +292,26 @@ enum LabCommand {
     }
 
     static func run(_ arguments: [String], asNobody: Bool, timeout: Double) throws -> (Int32, String, String) {
-        let process = Process()
         if asNobody {
+            return try run(arguments, setpriv: ["--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps=-all",
+                                                "--bounding-set=-all"], timeout: timeout)
+        }
+        return try run(arguments, setpriv: nil, timeout: timeout)
+    }
+
+    /// The built binary, under `setpriv OPTIONS` when given (then the copy uid 65534 can read), from
+    /// /tmp (writable by everyone, so an unprivileged run can write its temporary capture).
+    static func run(_ arguments: [String], setpriv: [String]?, environment: [String: String] = [:],
+                    timeout: Double) throws -> (Int32, String, String) {
+        let process = Process()
+        if let setpriv {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = ["--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps=-all",
-                                 "--bounding-set=-all", BackendPrerequisites.binaryForOthers!] + arguments
+            process.arguments = setpriv + [BackendPrerequisites.binaryForOthers!] + arguments
         } else {
             process.executableURL = URL(fileURLWithPath: BackendPrerequisites.binary!)
             process.arguments = arguments
         }
-        // /tmp: writable by everyone, so the unprivileged run can write its temporary capture.
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.currentDirectoryURL = URL(fileURLWithPath: "/tmp")
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

@@ -24,22 +24,8 @@ extension BackendTests {
         /// options drop to it (or may: drop-uid).
         static func run(_ setpriv: [String], _ arguments: [String], environment: [String: String] = [:],
                         timeout: Double = 120) throws -> (status: Int32, out: String, err: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = setpriv + [BackendPrerequisites.binaryForOthers!] + arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            process.currentDirectoryURL = URL(fileURLWithPath: "/tmp")
-            let out = Pipe(), err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            try process.run()
-            let watchdog = DispatchWorkItem { process.terminate() }
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
-            let outData = out.fileHandleForReading.readDataToEndOfFile()
-            let errData = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            watchdog.cancel()
-            return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+            let (status, out, err) = try LabCommand.run(arguments, setpriv: setpriv, environment: environment, timeout: timeout)
+            return (status, out, err)
         }
 
         static func json(_ text: String) throws -> [String: Any] {
