@@ -55,6 +55,8 @@ public enum LabNetworkError: Error, CustomStringConvertible, Sendable {
     case invalidName(String, reason: String)
     case invalidAddress(String, reason: String)
     case notFound(String)
+    /// The topology was torn down (an interrupt) while an operation on it was under way.
+    case tornDown(String)
 
     public var description: String {
         switch self {
@@ -64,6 +66,7 @@ public enum LabNetworkError: Error, CustomStringConvertible, Sendable {
         case .invalidName(let name, let reason): return "invalid name \"\(name)\": \(reason)"
         case .invalidAddress(let text, let reason): return "invalid address \"\(text)\": \(reason)"
         case .notFound(let what): return "\(what) not found"
+        case .tornDown(let topology): return "topology \(topology) was torn down (interrupted) during the operation"
         }
     }
 }

@@ -175,28 +175,38 @@ public enum Cleanup {
     }
 }
 
-/// SIGINT/SIGTERM: tear down every live topology, forget the run, exit 128+signal.
+/// SIGINT/SIGTERM: tear down every live topology, forget the runs, exit 128+signal.
+///
+/// `install` may be called from several places (a run, each UML launch); the handlers and runs
+/// they register live under one lock, read by the signal queue as a snapshot, and every run
+/// registered is forgotten on the way out.
 public enum InterruptCleanup {
+    private static let lock = NSLock()
     nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
-    nonisolated(unsafe) private static var extraHandlers: [() -> Void] = []
+    nonisolated(unsafe) private static var handlers: [() -> Void] = []
+    nonisolated(unsafe) private static var runs: Set<String> = []
     private static let queue = DispatchQueue(label: "keepalive-lab.signals")
 
     /// `onInterrupt` runs before the topologies are torn down (e.g. to stop peers, flush results).
     public static func install(run: String?, onInterrupt: @escaping () -> Void = {}) {
-        extraHandlers.append(onInterrupt)
-        guard sources.isEmpty else { return }
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-            source.setEventHandler {
-                FileHandle.standardError.write(Data("keepalive-lab: signal \(sig), cleaning up…\n".utf8))
-                for handler in extraHandlers { handler() }
-                TopologyRegistry.shared.teardownAll()
-                if let run { RunOwnership.unregister(run: run) }
-                exit(128 + sig)
+        lock.withLock {
+            handlers.append(onInterrupt)
+            if let run { runs.insert(run) }
+            guard sources.isEmpty else { return }
+            for sig in [SIGINT, SIGTERM] {
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+                source.setEventHandler {
+                    FileHandle.standardError.write(Data("keepalive-lab: signal \(sig), cleaning up…\n".utf8))
+                    let (toRun, toForget) = lock.withLock { (handlers, runs) }
+                    for handler in toRun { handler() }
+                    TopologyRegistry.shared.teardownAll()
+                    for run in toForget { RunOwnership.unregister(run: run) }
+                    exit(128 + sig)
+                }
+                source.resume()
+                sources.append(source)
             }
-            source.resume()
-            sources.append(source)
         }
     }
 }

@@ -133,21 +133,36 @@ public final class Topology: @unchecked Sendable {
     /// Power-cycles B: a fresh namespace takes over B's eth0 (same MAC, same address, no sockets)
     /// and the old B — with every process and socket in it — is destroyed. R's side never changes,
     /// so R never loses its route to B. Processes still in the old B are killed (they are the lab's).
+    ///
+    /// Safe against a concurrent `teardown` (SIGINT arrives on the signal queue): the swap of B is
+    /// made under the topology's lock, and a reboot that finds the topology torn down removes the
+    /// fresh namespace instead of leaving it behind.
     public func rebootB() throws {
-        bGeneration += 1
-        let name = id.namespaceName(.b, generation: bGeneration)
+        let (name, currentB): (String, NetlinkSocket?) = try lock.withLock {
+            guard !tornDown else { throw LabNetworkError.tornDown(id.description) }
+            bGeneration += 1
+            return (id.namespaceName(.b, generation: bGeneration), netlinkB)
+        }
         let (fresh, nlFresh) = try Self.makeHost(name, forwarding: false)
         do {
-            try netlinkB?.moveLink(Self.hostInterface, to: fresh)
+            try currentB?.moveLink(Self.hostInterface, to: fresh)
             try Self.configureHost(nlFresh, address: Self.bAddress, router: Self.rbAddress.address,
                                    routerMAC: Self.rbMAC)
         } catch {
             fresh.delete()
             throw error
         }
-        let old = b
-        b = fresh
-        netlinkB = nlFresh
+        let old: NetworkNamespace? = lock.withLock {
+            guard !tornDown else { return nil }
+            let old = b
+            b = fresh
+            netlinkB = nlFresh
+            return old
+        }
+        guard let old else {
+            Self.destroy(fresh)
+            throw LabNetworkError.tornDown(id.description)
+        }
         Self.destroy(old)
     }
 
@@ -163,9 +178,11 @@ public final class Topology: @unchecked Sendable {
         guard !namespaces.isEmpty else { return }
         // The veths go with the namespaces: the kernel destroys them in its own cleanup work, so
         // deleting them here first would only wait for RCU grace periods (~25 ms each).
-        netlinkA = nil
-        netlinkR = nil
-        netlinkB = nil
+        lock.withLock {
+            netlinkA = nil
+            netlinkR = nil
+            netlinkB = nil
+        }
         for ns in namespaces { Self.destroy(ns) }
         TopologyRegistry.shared.remove(self)
     }
