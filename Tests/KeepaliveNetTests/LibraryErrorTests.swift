@@ -48,17 +48,17 @@ struct LibraryErrorTests {
         let file = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         precondition(file >= 0)
         let saved = dup(2)
-        fflush(stderr)
+        fflush(nil)
         dup2(file, 2)
         defer {
-            fflush(stderr)
+            fflush(nil)
             dup2(saved, 2)
             close(saved)
             close(file)
             unlink(path)
         }
         let result = try body()
-        fflush(stderr)
+        fflush(nil)
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         return (result, text)
     }

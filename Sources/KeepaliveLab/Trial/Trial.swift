@@ -11,7 +11,7 @@ public struct TrialError: Error, CustomStringConvertible {
 /// next to A: it sees A's probes, everything R forwards to A, and R's ICMP), a fault at a recorded
 /// instant, and the measurement. Blocking; run it on a thread that outlives the peers (they die with
 /// the thread that spawned them).
-public struct Trial {
+public struct Trial: Sendable {
     public let spec: TrialSpec
     public let id: LabID
     /// The keepalive-lab binary that provides the `peer` subcommand.
