@@ -152,10 +152,10 @@ import Testing
         #expect(MergeCheck.difference(plan, other) == nil)
     }
 
-    /// Reports/ holds results.jsonl and plan.json written before errored-trial fields and
-    /// `allowErrors` existed: they decode and render.
+    /// A run written before errored-trial fields, `allowErrors`, clocks and timer-model events
+    /// existed (Reports/seed as committed at 440b2ad, kept as a fixture): it decodes and renders.
     @Test func committedRunsWithoutTheNewFieldsStillRender() throws {
-        let source = Self.repository.appendingPathComponent("Reports/seed").path
+        let source = Self.repository.appendingPathComponent("Tests/KeepaliveLabTests/Fixtures/old-run-seed").path
         let (records, damaged) = try RunDirectory(path: source).readRecords()
         #expect(damaged.isEmpty && records.count == 30)
         #expect(records.allSatisfy { $0.durationS == nil && $0.result != nil })
