@@ -112,7 +112,9 @@ extension Trial {
             try PacketCapture(interface: serverSide ? Topology.rToB : Topology.rToA, pcapPath: capturePath)
         }
         capture.start()
-        var template = Array("/tmp/kal-app-\(id.run)-\(id.trial)-XXXXXX".utf8CString)
+        // $TMPDIR when set: in a UML guest (virtual clock) it is the guest's own tmpfs, where the
+        // programs' users (postgres) can own files; /tmp there is the host's, through hostfs.
+        var template = Array("\(Self.appTemporaryBase)/kal-app-\(id.run)-\(id.trial)-XXXXXX".utf8CString)
         guard let dirPointer = mkdtemp(&template) else { throw SystemCallError("mkdtemp for the trial's programs") }
         let dir = String(cString: dirPointer)
         _ = chmod(dir, 0o755)
@@ -386,6 +388,12 @@ extension Trial {
         return result
     }
 
+    /// Where trial directories for programs go: $TMPDIR (the guest's tmpfs under UML) or /tmp.
+    static var appTemporaryBase: String {
+        let dir = ProcessInfo.processInfo.environment["TMPDIR"] ?? ""
+        return dir.hasPrefix("/") ? (dir.hasSuffix("/") ? String(dir.dropLast()) : dir) : "/tmp"
+    }
+
     static func describe(_ d: AppCondition.Detect) -> String {
         switch d {
         case .exit: return "exit"
@@ -397,11 +405,22 @@ extension Trial {
     /// An application-level timer the program runs itself (ssh's ServerAlive).
     static func appExpectation(_ app: AppSpec, analysis: TrialAnalysis) -> Expectation? {
         guard app.profile == "ssh", analysis.spec.fault.peerIsDead, analysis.spec.fault != .kill,
-              let interval = app.options?["ServerAliveInterval"].flatMap(Double.init), interval > 0 else { return nil }
+              let interval = sshServerAliveInterval(app), interval > 0 else { return nil }
         let count = Double(sshCount(app))
+        let implied = app.options?["ServerAliveInterval"] == nil ? " (Debian's ssh: BatchMode=yes implies ServerAliveInterval 300)" : ""
         return Expectation(anchor: .lastReceived, seconds: interval * (count + 1),
-                           formula: "ssh: ServerAliveInterval × (ServerAliveCountMax + 1) = \(Fault.format(interval)) × \(Fault.format(count + 1)) (accepted from \(Fault.format(interval * count)) s: ssh's check timer is not reset by each received byte)")
+                           formula: "ssh: ServerAliveInterval × (ServerAliveCountMax + 1) = \(Fault.format(interval)) × \(Fault.format(count + 1))\(implied) (accepted from \(Fault.format(interval * count)) s: ssh's check timer is not reset by each received byte)")
     }
+
+    /// The ServerAliveInterval ssh really runs with: the option, else — the profile always passes
+    /// BatchMode=yes — 300 s on Debian's OpenSSH ("300 if the BatchMode option is set
+    /// (Debian-specific)", ssh_config(5)), else 0.
+    static func sshServerAliveInterval(_ app: AppSpec) -> Double? {
+        if let value = app.options?["ServerAliveInterval"] { return Double(value) }
+        return debianOpenSSH ? 300 : nil
+    }
+
+    static let debianOpenSSH = FileManager.default.fileExists(atPath: "/usr/share/doc/openssh-client/changelog.Debian.gz")
 
     static func sshCount(_ app: AppSpec) -> Int { app.options?["ServerAliveCountMax"].flatMap(Int.init) ?? 3 }
 
