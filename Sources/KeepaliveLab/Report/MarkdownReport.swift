@@ -114,8 +114,8 @@ public enum MarkdownReport {
         md.append("")
         md.append("What it cost on the wire after the fault (medians per trial) and the settings read back from the program's socket just before the fault.")
         md.append("")
-        md.append("| Policy | Fault | Kernel probes | App pings sent / replies (bytes) | Bytes after fault | SO_KEEPALIVE | KEEPIDLE / KEEPINTVL / KEEPCNT | TCP_USER_TIMEOUT | Policy asked for |")
-        md.append("|---|---|--:|--:|--:|---|---|--:|---|")
+        md.append("| Policy | Fault | Kernel probes | App pings sent / replies (bytes) | Bytes after fault | Wakeups/s client / server | SO_KEEPALIVE | KEEPIDLE / KEEPINTVL / KEEPCNT | TCP_USER_TIMEOUT | Policy asked for |")
+        md.append("|---|---|--:|--:|--:|--:|---|---|--:|---|")
         for (cell, p) in rows {
             let s = p.readBack
             func n(_ v: Int?) -> String { v.map(String.init) ?? "?" }
@@ -130,13 +130,18 @@ public enum MarkdownReport {
                 userTimeout = s.userTimeoutMs.map { "\($0) ms" } ?? "?"
             }
             let asked: String = p.asked + (p.readBackVaries ? " (read-back varied between trials)" : "")
+            func rate(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "—" }
+            let wakeups = rate(p.clientWakeupsPerSMedian) + " / " + rate(p.serverWakeupsPerSMedian)
             let cols: [String] = [cell.policyName, cell.fault, num(p.kernelProbesMedian), pings, fmtBytes(p.bytesAfterFaultMedian),
-                                  soKeepalive, timers, userTimeout, asked]
+                                  wakeups, soKeepalive, timers, userTimeout, asked]
             md.append("| " + cols.map(markdownCell).joined(separator: " | ") + " |")
         }
         md.append("")
         md.append("Kernel probes: keepalive probes sent by the detecting side's kernel. App pings: data segments of at most \(Trial.appPingMaxBytes) bytes "
-                  + "the program itself sent on the idle connection (ssh's keepalive@openssh.com, a Redis PING, a query), with the replies it got. "
+                  + "the program itself sent on the idle connection (ssh's keepalive@openssh.com, a Redis PING, a query), with the replies it got, "
+                  + "retransmissions included (in nat-idle cells that includes the lab's own request after the silence). "
+                  + "Wakeups/s: context switches per second of the trial's clock, from the fault to the end, summed over the program's process tree "
+                  + "(— when no process of it lived through that interval, e.g. a crashed B's server): a program on a periodic timer shows its rate. "
                   + "Socket gone: the kernel ended the program's connection (state then; in how many trials sock_diag no longer listed it). "
                   + "errno from output: the program printed it; from wire: the RST after unanswered probes (ETIMEDOUT) or from a rebooted peer (ECONNRESET).")
         md.append("")

@@ -41,6 +41,10 @@ public struct ProgramFacts: Codable, Sendable, Equatable {
     public var appPingRepliesMedian: Double?
     public var appPingBytesMedian: Double?
     public var bytesAfterFaultMedian: Double?
+    /// Medians of `AppTrialReport.clientWakeupsPerS` / `serverWakeupsPerS`: how often each program
+    /// woke up per second of the trial's clock after the fault.
+    public var clientWakeupsPerSMedian: Double?
+    public var serverWakeupsPerSMedian: Double?
     /// What the policy asked for: the lab's keepalive handed to the program, its options, sysctls.
     public var asked: String
     /// What the program's socket really had, read back just before the fault (most common; `readBackVaries`
@@ -79,6 +83,8 @@ public struct ProgramFacts: Codable, Sendable, Equatable {
         appPingRepliesMedian = ReportStats.median(apps.map { Double($0.1.appPingReplies) })
         appPingBytesMedian = ReportStats.median(apps.map { Double($0.1.appPingBytes) })
         bytesAfterFaultMedian = ReportStats.median(apps.map { Double($0.0.bytesAfterFault) })
+        clientWakeupsPerSMedian = ReportStats.median(apps.compactMap { $0.1.clientWakeupsPerS })
+        serverWakeupsPerSMedian = ReportStats.median(apps.compactMap { $0.1.serverWakeupsPerS })
         asked = Self.asked(first.spec, side: side)
         let settings = apps.compactMap { $0.1.settings }
         var counts: [String: (AppSocketSettings, Int)] = [:]

@@ -44,6 +44,14 @@ public struct AppTrialReport: Codable, Sendable {
     /// The last lines the server wrote, when it was the detecting side.
     public var serverOutputTail: String? = nil
 
+    /// Context switches per second of the trial's clock, summed over each program's process tree,
+    /// from the fault to the end of the wait (processes alive at both ends): how often the program
+    /// wakes up while its connection is idle. A program on a periodic timer shows its frequency
+    /// (redis-server's serverCron: hz 10); under virtual time every wakeup costs wall time.
+    /// nil when no process of the tree lived through the interval.
+    public var clientWakeupsPerS: Double? = nil
+    public var serverWakeupsPerS: Double? = nil
+
     /// The program whose verdict is the detection.
     public var detector: String { detectingSide == "server" ? server : client }
 
@@ -68,6 +76,8 @@ public struct AppTrialReport: Codable, Sendable {
         case clientOutputTail = "client_output_tail"
         case detectingSide = "detecting_side"
         case serverOutputTail = "server_output_tail"
+        case clientWakeupsPerS = "client_wakeups_per_s"
+        case serverWakeupsPerS = "server_wakeups_per_s"
     }
 }
 
@@ -181,6 +191,7 @@ extension Trial {
         let settings = watched.settings
         let atFault = watched.tcpInfo
         detector.watch(watched)
+        let wakeupsAtFault = (client: Self.contextSwitches(client.pid), server: Self.contextSwitches(server.pid))
         let tFault = PeerEvent.now()
         try injectApp(spec.fault, topology: topology, server: server, client: client)
         try network.inject(at: tFault)
@@ -252,6 +263,15 @@ extension Trial {
                 notes.append("\(detector.name) exited (status \(exit.status)) without its detection condition \(detectSpec.detect ?? "default")")
             }
         }
+        let tWakeEnd = PeerEvent.now()
+        func wakeRate(_ start: [pid_t: Int], _ pid: pid_t) -> Double? {
+            let end = Self.contextSwitches(pid)
+            let common = start.keys.filter { end[$0] != nil }
+            guard !common.isEmpty, tWakeEnd > tFault else { return nil }
+            return Double(common.reduce(0) { $0 + max(0, end[$1]! - start[$1]!) }) / (tWakeEnd - tFault)
+        }
+        let clientWakeups = wakeRate(wakeupsAtFault.client, client.pid)
+        let serverWakeups = wakeRate(wakeupsAtFault.server, server.pid)
         // The verdict on the socket: state, TCP_INFO, and whether A's table still lists it.
         let gone = detector.socketEventsSoFar.first(where: { $0.what != "peer-fin" })
         var stillListed: Bool?
@@ -383,7 +403,8 @@ extension Trial {
             appPingBytes: pings.reduce(0) { $0 + $1.payloadLength },
             clientOutputTail: client.tail(8),
             detectingSide: serverSide ? "server" : "client",
-            serverOutputTail: serverSide ? server.tail(8) : nil)
+            serverOutputTail: serverSide ? server.tail(8) : nil,
+            clientWakeupsPerS: clientWakeups, serverWakeupsPerS: serverWakeups)
         if let settings { result.notes.append("\(detector.name) applied: \(settings.summary)") }
         return result
     }
@@ -494,6 +515,20 @@ extension Trial {
             return nil
         }
         return found
+    }
+
+    /// Voluntary + involuntary context switches of each process in `root`'s tree (/proc/PID/status).
+    static func contextSwitches(_ root: pid_t) -> [pid_t: Int] {
+        var result: [pid_t: Int] = [:]
+        for pid in SockDiag.processTree(root) {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { continue }
+            var total = 0
+            for line in text.split(separator: "\n") where line.contains("ctxt_switches:") {
+                total += Int(line.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) ?? 0
+            }
+            result[pid] = total
+        }
+        return result
     }
 
     /// The server's accepted connection from `client` (crash-client: the server detects).
