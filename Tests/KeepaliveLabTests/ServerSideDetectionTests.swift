@@ -94,3 +94,40 @@ struct ProgramReportTests {
         #expect(summary.cells[0].program?.how == "exit 1")
     }
 }
+
+/// Real programs inside the lab kernel (virtual clock): the host's binaries through hostfs, trial
+/// directories on the guest's tmpfs (postgres owns its cluster there), real-scale timers in seconds.
+extension BackendTests.VirtualTimeTests {
+    @Test(.enabled(if: AppPeerTests.installed("redis-server", "redis-cli", "psql"), "redis / postgresql are not installed"))
+    func realProgramsAtRealScaleInVirtualTime() throws {
+        _ = try VirtualTimePrerequisites.requireKernel()
+        var started = Date()
+        // redis-server's default tcp-keepalive 300 (300/100/3) against a dead client: ~600 s.
+        let redis = try Leftovers.checked {
+            try LabCommand.json(["trial", "--clock", "virtual", "--client-app", "redis", "--server-app", "redis-server",
+                                 "--fault", "crash-client", "--deadline", "700"], timeout: 600)
+        }
+        print("virtual-time redis-server crash-client: \(String(format: "%.2f", Date().timeIntervalSince(started))) s wall, "
+              + "\(redis["detection_latency_s"] ?? "?") s virtual")
+        #expect(redis["clock"] as? String == "virtual")
+        #expect(redis["outcome"] as? String == "detected")
+        #expect(redis["within_tolerance"] as? Bool == true)
+        let app = try #require(redis["app"] as? [String: Any])
+        #expect(app["detecting_side"] as? String == "server")
+        let settings = try #require(app["settings"] as? [String: Any])
+        #expect(settings["tcp_keepidle"] as? Int == 300 && settings["tcp_keepintvl"] as? Int == 100 && settings["tcp_keepcnt"] as? Int == 3)
+        #expect((app["server_wakeups_per_s"] as? Double).map { $0 > 5 && $0 < 15 } == true, "serverCron at hz 10")
+        // psql against postgres (initdb as user postgres inside the guest), libpq keepalives 60/75/9.
+        started = Date()
+        let psql = try Leftovers.checked {
+            try LabCommand.json(["trial", "--clock", "virtual", "--client-app", "psql", "--keepalive", "60,75,9",
+                                 "--fault", "crash", "--deadline", "900"], timeout: 600)
+        }
+        print("virtual-time psql 60,75,9 crash: \(String(format: "%.2f", Date().timeIntervalSince(started))) s wall, "
+              + "\(psql["detection_latency_s"] ?? "?") s virtual")
+        #expect(psql["outcome"] as? String == "detected", "\(psql["notes"] ?? "")")
+        #expect(psql["errno"] as? String == "ETIMEDOUT")
+        #expect(psql["probes_sent"] as? Int == 9)
+        #expect(psql["within_tolerance"] as? Bool == true)
+    }
+}

@@ -27,7 +27,7 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
     /// Parses `crash`, `crash-icmp`, `reboot:SECONDS`, `kill`, `freeze`, `none`, and the network
     /// faults `loss:PCT[,DIR]`, `partition:SECONDS[,DIR]`, `nat-idle:SECONDS[,drop|reset]`.
     public init(parsing text: String) throws {
-        let valid = "crash, crash-client, crash-icmp, reboot:SECONDS (0 < SECONDS ≤ 3600), kill, freeze, none, "
+        let valid = "crash, crash-icmp, reboot:SECONDS (0 < SECONDS ≤ 3600), kill, freeze, none, crash-client, "
             + Self.networkFaultSyntax
         switch text {
         case "none": self = .none
