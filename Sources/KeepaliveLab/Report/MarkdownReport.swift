@@ -63,7 +63,7 @@ public enum MarkdownReport {
         md.append("|---|---|---|--:|---|--:|--:|--:|--:|---|--:|--:|--:|--:|---|")
         for cell in cells { md.append(row(cell)) }
         md.append("")
-        md.append("Latency: fault → the client's detection, over detected trials (p95 is nearest-rank: with few trials it is the maximum). "
+        md.append("Latency: fault → the client's detection (the server's for crash-client), over detected trials (p95 is nearest-rank: with few trials it is the maximum). "
                   + "Expected: the formula's prediction moved onto the fault's clock. Probes, bytes: medians per trial. "
                   + "Idle overhead: what the policy sends per hour on an idle connection with a healthy B (basis per cell below). "
                   + "False positives: closed connections among trials where B stayed healthy (n/a for nat-idle: "
