@@ -130,6 +130,13 @@ public final class Topology: @unchecked Sendable {
         try nlB.setLink(Self.hostInterface, up: false)
     }
 
+    /// Cuts A's cable from A's side (as `cutB` does for B): A's eth0 goes down, R's r-a loses
+    /// carrier and silently drops everything toward A.
+    public func cutA() throws {
+        guard let nlA = netlinkA else { return }
+        try nlA.setLink(Self.hostInterface, up: false)
+    }
+
     /// Power-cycles B: a fresh namespace takes over B's eth0 (same MAC, same address, no sockets)
     /// and the old B — with every process and socket in it — is destroyed. R's side never changes,
     /// so R never loses its route to B. Processes still in the old B are killed (they are the lab's).

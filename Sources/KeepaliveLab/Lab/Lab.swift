@@ -23,7 +23,9 @@ public struct Lab: Codable, Sendable, Equatable {
     }
 
     public var cells: [Cell] {
-        policies.flatMap { policy in faults.map { Cell(policy: policy, fault: $0) } }
+        policies.flatMap { policy in
+            faults.filter { $0.policies?.contains(policy.name) ?? true }.map { Cell(policy: policy, fault: $0) }
+        }
     }
 }
 
@@ -58,6 +60,8 @@ public struct FaultCase: Codable, Sendable, Equatable {
     public var impairment: ImpairmentEngineChoice?
     /// netem-only shaping of both directions for the whole trial.
     public var shape: NetemShape?
+    /// Only these policies (by name) meet this fault; nil: every policy.
+    public var policies: [String]? = nil
 
     public var label: String { workload == .idle ? fault.description : "\(fault) (\(workload))" }
 }

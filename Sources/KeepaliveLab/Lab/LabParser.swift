@@ -61,6 +61,12 @@ public struct LabParser {
         let faults = try sequence(top["faults"], "faults", required: true, node: root).enumerated().map {
             try faultCase($1, "faults[\($0)]", defaults: defaults)
         }
+        for (i, f) in faults.enumerated() {
+            for name in f.policies ?? [] where !policies.contains(where: { $0.name == name }) {
+                throw fail(try sequence(top["faults"], "faults")[i], "faults[\(i)].policies",
+                           "no policy named \"\(name)\"; defined: \(policies.map(\.name).joined(separator: ", "))")
+            }
+        }
         let expectations = try sequence(top["expectations"], "expectations").enumerated().map {
             try expectation($1, "expectations[\($0)]", policies: policies, faults: faults)
         }
@@ -195,7 +201,7 @@ public struct LabParser {
         }
         let map = try mapping(node, key, allowed: [
             "fault", "workload", "deadline", "fault_delay", "silence", "impairment",
-            "delay_ms", "jitter_ms", "duplicate", "reorder", "loss_correlation",
+            "delay_ms", "jitter_ms", "duplicate", "reorder", "loss_correlation", "policies",
         ])
         guard let faultNode = map["fault"] else { throw fail(node, "\(key).fault", "missing: every fault entry needs `fault:`") }
         let shape = NetemShape(
@@ -211,7 +217,12 @@ public struct LabParser {
             faultDelay: try double(map["fault_delay"], "\(key).fault_delay", range: TrialSpec.faultDelayRange) ?? defaults.faultDelay,
             silence: try double(map["silence"], "\(key).silence", range: 0.001...86_400),
             impairment: try impairment(map["impairment"], "\(key).impairment") ?? defaults.impairment,
-            shape: shape.isActive ? shape : nil)
+            shape: shape.isActive ? shape : nil,
+            policies: try map["policies"].map { list in
+                try sequence(list, "\(key).policies").enumerated().map { i, n in
+                    try string(n, "\(key).policies[\(i)]", required: true)!
+                }
+            })
     }
 
     func impairment(_ node: Node?, _ key: String) throws -> ImpairmentEngineChoice? {

@@ -51,6 +51,13 @@ public struct TrialDuration: Sendable, Equatable {
             } else if let u = policy.userTimeoutMs, u > 0 {
                 candidates.append((silence + Double(u) / 1000 + 0.2 + tail, "silence \(Fault.format(silence)) s + TCP_USER_TIMEOUT \(u) ms"))
             }
+        case .crashClient:
+            // redis-server's tcp-keepalive N: TCP_KEEPIDLE N, TCP_KEEPINTVL N/3, TCP_KEEPCNT 3 (anet.c).
+            if let server = spec.serverPolicy.app, server.profile == "redis-server",
+               let n = server.options?["tcp-keepalive"].flatMap(Int.init), n > 0 {
+                let seconds = Double(n + 3 * max(n / 3, 1))
+                candidates.append((max(0, seconds - spec.faultDelay) + tail, "redis-server tcp-keepalive \(n): \(n) + 3 × \(max(n / 3, 1))"))
+            }
         case .none, .kill, .loss, .partition:
             break  // B healthy (or a kill A may or may not see): the deadline ends it.
         }

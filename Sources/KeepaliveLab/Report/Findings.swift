@@ -35,7 +35,7 @@ public enum Findings {
         let within = rs.filter { $0.withinTolerance == true }.count
         // Some formulas already name their anchor ("… after the oldest unacknowledged data").
         let formula = e.formula.contains(" after the ") ? e.formula
-            : "\(e.formula) = \(fmtNumber(e.seconds)) s after \(anchorPhrase(e.anchor))"
+            : "\(e.formula) = \(fmtNumber(e.seconds)) s after \(anchorPhrase(e.anchor, host: rs.first?.detectingHost ?? "A"))"
         var text = within == rs.count
             ? "measured latency matched the formula (\(formula)) in \(within) of \(rs.count) trial\(plural(rs.count))"
             : "measured latency was within the formula's tolerance (\(formula)) in only \(within) of \(rs.count) trial\(plural(rs.count))"
@@ -447,9 +447,10 @@ public enum Findings {
 
     // MARK: - Wording
 
-    static func anchorPhrase(_ a: Expectation.Anchor) -> String {
+    /// `host`: the detecting side ("B" for crash-client, where B's kernel runs the timers).
+    static func anchorPhrase(_ a: Expectation.Anchor, host: String = "A") -> String {
         switch a {
-        case .lastReceived: return "the last segment A received"
+        case .lastReceived: return "the last segment \(host) received"
         case .oldestUnacked: return "the oldest unacknowledged data"
         case .firstTimeoutRetransmission: return "A's first timer-driven retransmission"
         case .firstUnansweredHeartbeat: return "the first unanswered heartbeat"

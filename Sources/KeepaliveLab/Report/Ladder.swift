@@ -48,12 +48,14 @@ public enum Ladder {
                     case .crash, .crashICMP, .reboot:
                         row[laneB] = "X"
                         bDown = true
+                    // A's host is gone; B (the server) is the side that has to notice.
+                    case .crashClient: row[laneA] = "X"
                     }
                 case .bBack:
                     bDown = false
                     row[laneB] = "^"
                 case .detection:
-                    row[laneA] = "*"
+                    row[story.fault == .crashClient ? laneB : laneA] = "*"
                 case .deadline:
                     row = Array(repeating: "=", count: laneB + 1)
                 case .conntrackExpired:

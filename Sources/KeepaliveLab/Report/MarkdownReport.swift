@@ -9,6 +9,7 @@ public enum MarkdownReport {
         md += summaryTable(input.cells)
         md += outcomeMatrix(input.cells)
         md.append("")
+        md += programsSection(input.cells)
         md += errorsSection(input.cells)
         md.append("## Charts")
         md.append("")
@@ -110,7 +111,7 @@ public enum MarkdownReport {
         md.append("|---|---|---|--:|---|--:|--:|--:|--:|---|--:|--:|--:|--:|---|")
         for cell in cells { md.append(row(cell)) }
         md.append("")
-        md.append("Latency: fault → the client's detection, over detected trials (p95 is nearest-rank: with few trials it is the maximum). "
+        md.append("Latency: fault → the client's detection (the server's for crash-client), over detected trials (p95 is nearest-rank: with few trials it is the maximum). "
                   + "Expected: the formula's prediction moved onto the fault's clock. Probes, bytes: medians per trial. "
                   + "Idle overhead: what the policy sends per hour on an idle connection with a healthy B (basis per cell below). "
                   + "False positives: closed connections among trials where B stayed healthy (n/a for nat-idle: "
@@ -133,6 +134,66 @@ public enum MarkdownReport {
             fmtBytes(s.overhead?.bytesPerHour), fp, expectationBadge(cell.expectations),
         ]
         return "| " + cols.map(markdownCell).joined(separator: " | ") + " |"
+    }
+
+    /// Per real program: when it noticed, how, what it cost on the wire, and the settings read back
+    /// from its socket next to what the policy asked for (`ProgramFacts`).
+    static func programsSection(_ cells: [Cell]) -> [String] {
+        let rows = cells.compactMap { cell in cell.programFacts.map { (cell, $0) } }
+        guard !rows.isEmpty else { return [] }
+        var md = ["## Programs", ""]
+        md.append("When and how each program noticed (the detecting program: the client in A, or the server in B for crash-client).")
+        md.append("")
+        md.append("| Policy | Fault | Program (side) | Noticed | After fault (s) median / max | How | Exit | errno (from) | Socket gone (state; left table) | The program's words |")
+        md.append("|---|---|---|--:|--:|---|---|---|---|---|")
+        for (cell, p) in rows {
+            let cols = [
+                cell.policyName, cell.fault, "\(p.program) (\(p.side); vs \(p.partner))",
+                "\(p.noticed)/\(p.trials)",
+                p.noticedMedianS == nil ? "—" : "\(fmtSeconds(p.noticedMedianS)) / \(fmtSeconds(p.noticedMaxS))",
+                p.how ?? "did not notice",
+                p.exited == 0 ? "—" : "status \(p.exitStatus.map(String.init) ?? "?") (\(p.exited)/\(p.trials))",
+                p.errno.map { e in p.errnoSource.map { "\(e) (\($0))" } ?? e } ?? "—",
+                p.socketGone == 0 ? "—" : "\(p.socketGone)/\(p.trials) (\(p.socketState ?? "?"); \(p.leftSocketTable)/\(p.socketGone))",
+                p.errorText.map { "`\($0.replacingOccurrences(of: "`", with: "'"))`" } ?? "—",
+            ]
+            md.append("| " + cols.map(markdownCell).joined(separator: " | ") + " |")
+        }
+        md.append("")
+        md.append("What it cost on the wire after the fault (medians per trial) and the settings read back from the program's socket just before the fault.")
+        md.append("")
+        md.append("| Policy | Fault | Kernel probes | App pings sent / replies (bytes) | Bytes after fault | Wakeups/s client / server | SO_KEEPALIVE | KEEPIDLE / KEEPINTVL / KEEPCNT | TCP_USER_TIMEOUT | Policy asked for |")
+        md.append("|---|---|--:|--:|--:|--:|---|---|--:|---|")
+        for (cell, p) in rows {
+            let s = p.readBack
+            func n(_ v: Int?) -> String { v.map(String.init) ?? "?" }
+            func num(_ v: Double?) -> String { v.map(fmtNumber) ?? "—" }
+            let pings: String = num(p.appPingsMedian) + " / " + num(p.appPingRepliesMedian) + " (" + fmtBytes(p.appPingBytesMedian) + " B)"
+            var soKeepalive = "—"
+            var timers = "—"
+            var userTimeout = "—"
+            if let s {
+                soKeepalive = s.soKeepalive.map { $0 ? "on" : "off" } ?? "?"
+                timers = n(s.keepIdle) + " / " + n(s.keepIntvl) + " / " + n(s.keepCnt) + (s.soKeepalive == false ? " (unused)" : "")
+                userTimeout = s.userTimeoutMs.map { "\($0) ms" } ?? "?"
+            }
+            let asked: String = p.asked + (p.readBackVaries ? " (read-back varied between trials)" : "")
+            func rate(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "—" }
+            let wakeups = rate(p.clientWakeupsPerSMedian) + " / " + rate(p.serverWakeupsPerSMedian)
+            let cols: [String] = [cell.policyName, cell.fault, num(p.kernelProbesMedian), pings, fmtBytes(p.bytesAfterFaultMedian),
+                                  wakeups, soKeepalive, timers, userTimeout, asked]
+            md.append("| " + cols.map(markdownCell).joined(separator: " | ") + " |")
+        }
+        md.append("")
+        md.append("Kernel probes: keepalive probes sent by the detecting side's kernel. App pings: data segments of at most \(Trial.appPingMaxBytes) bytes "
+                  + "the program itself sent on the idle connection (ssh's keepalive@openssh.com, a Redis PING, a query), with the replies it got, "
+                  + "retransmissions included (in nat-idle cells that includes the lab's own request after the silence). "
+                  + "Wakeups/s: context switches per second of the trial's clock, from the fault to the end, summed over the program's process tree "
+                  + "(— when no process of it lived through that interval, e.g. a crashed B's server): a program on a periodic timer shows its rate. "
+                  + "Socket gone: the kernel ended the program's connection (state then; in how many trials sock_diag no longer listed it). "
+                  + "errno from output: the program printed it; from wire: the RST after unanswered probes (ETIMEDOUT) or from a rebooted peer (ECONNRESET).")
+        md.append("")
+        return md
     }
 
     static func expectationBadge(_ all: [ExpectationCheck]) -> String {

@@ -36,11 +36,12 @@ public enum Mermaid {
                 case .fault:
                     switch story.fault {
                     case .loss, .partition, .natIdle: over = "R"
+                    case .crashClient: over = "A"
                     default: over = "B"
                     }
                 case .bBack: over = "B"
                 case .conntrackExpired, .heal: over = "R"
-                case .detection: over = "A"
+                case .detection: over = story.fault == .crashClient ? "B" : "A"
                 case .deadline: over = "A,B"
                 }
                 out.append("    Note over \(over): \(clean("\(fmtSigned(t)) s \(text)"))")

@@ -75,6 +75,7 @@ extension Fault {
         case .none: return "none, B stays healthy"
         case .crash: return "B crashed (silent: nothing sent)"
         case .crashICMP: return "B crashed; R answers for it with ICMP host-unreachable"
+        case .crashClient: return "A crashed (silent: nothing sent); the server in B has to notice"
         case .reboot(let downtime): return "B crashed (reboots after \(Fault.format(downtime)) s)"
         case .kill: return "B's server process killed (B's kernel stays up)"
         case .freeze: return "B's server frozen by SIGSTOP (B's kernel stays up)"
@@ -91,7 +92,7 @@ extension Fault {
     var takesHostDown: Bool {
         switch self {
         case .crash, .crashICMP, .reboot: return true
-        case .none, .kill, .freeze, .loss, .partition, .natIdle: return false
+        case .none, .kill, .freeze, .loss, .partition, .natIdle, .crashClient: return false
         }
     }
 }
@@ -102,8 +103,11 @@ extension TrialResult {
         switch detectedBy {
         case "heartbeat": return "A's heartbeat times out"
         case "eof": return "A reads EOF"
-        case let by?: return "A detects \(by)"
-        case nil: return "A detects the failure"
+        case let by?: return "\(detectingHost) detects \(by)"
+        case nil: return "\(detectingHost) detects the failure"
         }
     }
+
+    /// "A", or "B" when its server is the detecting side (crash-client).
+    var detectingHost: String { spec.fault == .crashClient ? "B" : "A" }
 }

@@ -11,11 +11,15 @@ public struct SummaryJSON: Codable, Sendable, Equatable {
         public var expectations: [ExpectationCheck]
         /// Trials that could not run and why (nil in summaries written before errors were listed).
         public var errors: [TrialErrorNote]?
+        /// The cell's real program (when, how, cost, settings read back); nil for built-in peers
+        /// and in summaries written before programs were summarised.
+        public var program: ProgramFacts?
 
         public var key: CellKey { CellKey(policyName: policyName, fault: fault, workload: workload) }
 
         public init(policyName: String, policySummary: String, fault: String, workload: String,
-                    stats: CellStats, expectations: [ExpectationCheck], errors: [TrialErrorNote] = []) {
+                    stats: CellStats, expectations: [ExpectationCheck], errors: [TrialErrorNote] = [],
+                    program: ProgramFacts? = nil) {
             self.policyName = policyName
             self.policySummary = policySummary
             self.fault = fault
@@ -23,6 +27,7 @@ public struct SummaryJSON: Codable, Sendable, Equatable {
             self.stats = stats
             self.expectations = expectations
             self.errors = errors
+            self.program = program
         }
     }
 
@@ -51,7 +56,8 @@ public struct SummaryJSON: Codable, Sendable, Equatable {
         impairmentEngine = input.impairmentEngine
         cells = input.cells.map {
             CellSummary(policyName: $0.policyName, policySummary: $0.policySummary, fault: $0.fault,
-                        workload: $0.workload, stats: $0.stats, expectations: $0.expectations, errors: $0.errors)
+                        workload: $0.workload, stats: $0.stats, expectations: $0.expectations, errors: $0.errors,
+                        program: $0.programFacts)
         }
         findings = Findings.derive(input.cells)
     }

@@ -106,6 +106,12 @@ struct TrialStory {
 
     /// A few segments deserve a word on the side.
     static func note(_ e: TimelineEntry, _ r: TrialResult) -> String? {
+        if r.spec.fault == .crashClient {
+            // B is the detecting side: last_rx and the abort are B's.
+            if let last = r.marks["last_rx"], e.direction == .aToB, abs(e.t - last) < 1e-6 { return "last segment B hears from A" }
+            if e.kind == .rst, e.direction == .bToA, let w = r.wireAbortS, abs(e.t - w) < 1e-6 { return "B aborts the connection" }
+            return nil
+        }
         if let last = r.marks["last_rx"], e.direction == .bToA, abs(e.t - last) < 1e-6 {
             if case .natIdle = r.spec.fault, e.kind == .data, let answer = r.marks["answer"], abs(e.t - answer) < 0.05 {
                 return "the answer; last segment A hears from B"
@@ -252,7 +258,7 @@ struct TrialStory {
             let t = r.marks["deadline"] ?? r.spec.deadline
             let why: String
             switch r.outcome {
-            case .missed: why = "A never found out"
+            case .missed: why = "\(r.detectingHost) never found out"
             case .survived: why = "B healthy, connection still open"
             case .broken: why = "R no longer knows the connection; A never found out"
             default: why = "outcome \(r.outcome.rawValue)"

@@ -38,6 +38,22 @@ public struct AppTrialReport: Codable, Sendable {
     public var appPingBytes: Int
     /// The last lines the client wrote (stderr and stdout).
     public var clientOutputTail: String?
+    /// "client" (the program in A noticed; every fault but crash-client) or "server" (crash-client:
+    /// the program in B noticed its dead client). nil in results from before server-side detection.
+    public var detectingSide: String? = nil
+    /// The last lines the server wrote, when it was the detecting side.
+    public var serverOutputTail: String? = nil
+
+    /// Context switches per second of the trial's clock, summed over each program's process tree,
+    /// from the fault to the end of the wait (processes alive at both ends): how often the program
+    /// wakes up while its connection is idle. A program on a periodic timer shows its frequency
+    /// (redis-server's serverCron: hz 10); under virtual time every wakeup costs wall time.
+    /// nil when no process of the tree lived through the interval.
+    public var clientWakeupsPerS: Double? = nil
+    public var serverWakeupsPerS: Double? = nil
+
+    /// The program whose verdict is the detection.
+    public var detector: String { detectingSide == "server" ? server : client }
 
     enum CodingKeys: String, CodingKey {
         case client, server
@@ -58,6 +74,10 @@ public struct AppTrialReport: Codable, Sendable {
         case appPingReplies = "app_ping_replies"
         case appPingBytes = "app_ping_bytes"
         case clientOutputTail = "client_output_tail"
+        case detectingSide = "detecting_side"
+        case serverOutputTail = "server_output_tail"
+        case clientWakeupsPerS = "client_wakeups_per_s"
+        case serverWakeupsPerS = "server_wakeups_per_s"
     }
 }
 
@@ -82,6 +102,8 @@ extension Trial {
         try clientSpec.validate(role: "client")
         try serverSpec.validate(role: "server")
 
+        // crash-client: A dies and the server in B is the side that has to notice.
+        let serverSide = spec.fault == .crashClient
         let topology = try Topology.build(id: id)
         defer { topology.teardown() }
         for ns in [topology.a, topology.b] {
@@ -94,9 +116,15 @@ extension Trial {
         try network.prepare()
         let capturePath = pcapPath ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("kal-\(id.run)-\(id.trial).pcap").path
-        let capture = try topology.r.perform { try PacketCapture(interface: Topology.rToA, pcapPath: capturePath) }
+        // Captured on R's link toward the side that stays up: R drops what goes to a cut link
+        // before its capture would see it.
+        let capture = try topology.r.perform {
+            try PacketCapture(interface: serverSide ? Topology.rToB : Topology.rToA, pcapPath: capturePath)
+        }
         capture.start()
-        var template = Array("/tmp/kal-app-\(id.run)-\(id.trial)-XXXXXX".utf8CString)
+        // $TMPDIR when set: in a UML guest (virtual clock) it is the guest's own tmpfs, where the
+        // programs' users (postgres) can own files; /tmp there is the host's, through hostfs.
+        var template = Array("\(Self.appTemporaryBase)/kal-app-\(id.run)-\(id.trial)-XXXXXX".utf8CString)
         guard let dirPointer = mkdtemp(&template) else { throw SystemCallError("mkdtemp for the trial's programs") }
         let dir = String(cString: dirPointer)
         _ = chmod(dir, 0o755)
@@ -146,17 +174,32 @@ extension Trial {
             throw TrialError(message: "client program \(client.name) exited (status \(exit.status)) before the fault:\n\(client.tail())")
         }
 
-        let settings = connection.settings
-        let atFault = connection.tcpInfo
-        client.watch(connection)
+        // The detecting program and its connection: the client's, or (crash-client) the server's
+        // accepted one in B.
+        var watched = connection
+        if serverSide {
+            guard let accepted = try Self.waitAccepted(server, ns: topology.b, port: spec.port,
+                                                      client: (Self.clientAddress, connection.entry.local.port), timeout: 10) else {
+                throw TrialError(message: "server program \(server.name) has no ESTABLISHED connection from \(Self.clientAddress):\(connection.entry.local.port) in \(topology.b.name):\n\(server.tail())")
+            }
+            watched = accepted
+        }
+        let detector = serverSide ? server : client
+        let detectCondition: AppCondition.Detect = serverSide ? (serverSpec.detect != nil ? serverCommand.detect : .socketGone)
+            : clientCommand.detect
+        let detectSpec = serverSide ? serverSpec : clientSpec
+        let settings = watched.settings
+        let atFault = watched.tcpInfo
+        detector.watch(watched)
+        let wakeupsAtFault = (client: Self.contextSwitches(client.pid), server: Self.contextSwitches(server.pid))
         let tFault = PeerEvent.now()
-        try injectApp(spec.fault, topology: topology, server: server)
+        try injectApp(spec.fault, topology: topology, server: server, client: client)
         try network.inject(at: tFault)
 
         // Wait for the program's verdict, B's return or the nat-idle exchange: each wait blocks
         // until the next of those deadlines or an event from the program.
         let detectRegex: NSRegularExpression? = {
-            if case .output(let p) = clientCommand.detect { return try? NSRegularExpression(pattern: p) }
+            if case .output(let p) = detectCondition { return try? NSRegularExpression(pattern: p) }
             return nil
         }()
         let pokeAnswer = try clientCommand.poke.map { try NSRegularExpression(pattern: $0.answer) }
@@ -191,10 +234,10 @@ extension Trial {
                 continue
             }
             let sent = sendAt
-            _ = client.wait(until: next) { c in
+            _ = detector.wait(until: next) { c in
                 if c.lockedExit != nil { return true }
                 if let r = detectRegex, c.firstLine(matching: r, after: tFault, locked: true) != nil { return true }
-                if clientCommand.detect == .socketGone,
+                if detectCondition == .socketGone,
                    c.lockedSocketEvents.contains(where: { $0.what != "peer-fin" }) { return true }
                 if answerAt == nil, let s = sent, let r = pokeAnswer,
                    c.firstLine(matching: r, streams: ["stdout"], after: s, locked: true) != nil { return true }
@@ -203,34 +246,43 @@ extension Trial {
             if answerAt == nil, let s = sendAt, let r = pokeAnswer, let line = client.firstLine(matching: r, streams: ["stdout"], after: s) {
                 answerAt = line.t
             }
-            switch clientCommand.detect {
+            switch detectCondition {
             case .exit:
-                detectionAt = client.exited?.t
+                detectionAt = detector.exited?.t
             case .output:
-                if let r = detectRegex, let line = client.firstLine(matching: r, after: tFault) {
+                if let r = detectRegex, let line = detector.firstLine(matching: r, after: tFault) {
                     matched = line
                     detectionAt = line.t
                 }
             case .socketGone:
-                detectionAt = client.socketEventsSoFar.first(where: { $0.what != "peer-fin" })?.t
+                detectionAt = detector.socketEventsSoFar.first(where: { $0.what != "peer-fin" })?.t
             }
-            if detectionAt == nil, let exit = client.exited {
+            if detectionAt == nil, let exit = detector.exited {
                 // The program gave up some other way (it exited): that is when it noticed.
                 detectionAt = exit.t
-                notes.append("\(client.name) exited (status \(exit.status)) without its detection condition \(clientSpec.detect ?? "default")")
+                notes.append("\(detector.name) exited (status \(exit.status)) without its detection condition \(detectSpec.detect ?? "default")")
             }
         }
+        let tWakeEnd = PeerEvent.now()
+        func wakeRate(_ start: [pid_t: Int], _ pid: pid_t) -> Double? {
+            let end = Self.contextSwitches(pid)
+            let common = start.keys.filter { end[$0] != nil }
+            guard !common.isEmpty, tWakeEnd > tFault else { return nil }
+            return Double(common.reduce(0) { $0 + max(0, end[$1]! - start[$1]!) }) / (tWakeEnd - tFault)
+        }
+        let clientWakeups = wakeRate(wakeupsAtFault.client, client.pid)
+        let serverWakeups = wakeRate(wakeupsAtFault.server, server.pid)
         // The verdict on the socket: state, TCP_INFO, and whether A's table still lists it.
-        let gone = client.socketEventsSoFar.first(where: { $0.what != "peer-fin" })
+        let gone = detector.socketEventsSoFar.first(where: { $0.what != "peer-fin" })
         var stillListed: Bool?
         if gone != nil {
-            let table = try? SockDiag.dump(in: topology.a)
-            stillListed = table?.contains(where: { $0.inode == connection.entry.inode && $0.state != 7 })
+            let table = try? SockDiag.dump(in: serverSide ? topology.b : topology.a)
+            stillListed = table?.contains(where: { $0.inode == watched.entry.inode && $0.state != 7 })
         }
-        client.releaseSocket()
+        detector.releaseSocket()
         if detectionAt != nil { Self.sleep(until: PeerEvent.now() + Self.tail) }
-        if client.exited == nil, detectionAt != nil, clientCommand.detect == .exit {
-            _ = client.wait(until: PeerEvent.now() + 1) { $0.lockedExit != nil }
+        if detector.exited == nil, detectionAt != nil, detectCondition == .exit {
+            _ = detector.wait(until: PeerEvent.now() + 1) { $0.lockedExit != nil }
         }
         var networkReport = network.finishWithoutPeers()
         if case .natIdle = spec.fault {
@@ -242,9 +294,20 @@ extension Trial {
         if let error = capture.readError { notes.append("capture: \(error)") }
         let segments = SegmentClassifier.classify(packets, client: (Self.clientAddress, connection.entry.local.port),
                                                   server: (Self.serverAddress, spec.port))
+        // The analysis sees the wire from the detecting side: for crash-client B is "A" (its
+        // probes are aToB, the last segment it received is bToA) and the fault a crash of its peer.
+        let detSegments = serverSide ? segments.map { seg -> ClassifiedSegment in
+            var m = seg
+            switch seg.direction {
+            case .aToB: m.direction = .bToA
+            case .bToA: m.direction = .aToB
+            default: break
+            }
+            return m
+        } : segments
 
         // The errno: from what the program printed, else from the wire.
-        let after = client.allLines.filter { $0.t >= tFault }
+        let after = detector.allLines.filter { $0.t >= tFault }
         var errnoName: String?
         var errnoSource: String?
         for line in after {
@@ -257,7 +320,7 @@ extension Trial {
         }
         let detectionT = detectionAt
         if errnoName == nil, let d = detectionT {
-            let window = segments.filter { $0.t >= tFault && $0.t <= d + Self.tail }
+            let window = detSegments.filter { $0.t >= tFault && $0.t <= d + Self.tail }
             if window.contains(where: { $0.direction == .bToA && $0.kind == .rst }) {
                 errnoName = "ECONNRESET"; errnoSource = "wire"
             } else if window.contains(where: { $0.direction == .aToB && $0.kind == .rst }),
@@ -265,10 +328,10 @@ extension Trial {
                 errnoName = "ETIMEDOUT"; errnoSource = "wire"
             }
         }
-        if matched == nil, clientCommand.detect == .exit { matched = after.last }
+        if matched == nil, detectCondition == .exit { matched = after.last }
         let detection = detectionT.map { t -> PeerEvent in
             var e = PeerEvent(kind: errnoName != nil ? .error : .closed, t: t,
-                              detail: clientCommand.detect == .socketGone ? "socket gone" : "exit")
+                              detail: detectCondition == .socketGone ? "socket gone" : detectCondition == .exit ? "exit" : "output")
             e.errnoName = errnoName
             return e
         }
@@ -277,11 +340,20 @@ extension Trial {
         var analysisSpec = spec
         analysisSpec.clientPolicy = Policy(keepalive: settings?.keepalive,
                                            userTimeoutMs: settings?.userTimeoutMs.flatMap { $0 > 0 ? UInt32($0) : nil })
+        if serverSide { analysisSpec.fault = .crash }
         let analysis = TrialAnalysis(spec: analysisSpec, tFault: tFault, tBack: tBack, detection: detection,
-                                     clientEvents: [], segments: segments, network: networkReport)
+                                     clientEvents: [], segments: detSegments, network: networkReport)
+        if serverSide {
+            notes.append("crash-client: A's host went down and \(server.name) in B is the detecting side; probes, the last segment received (last_rx) and the expectation are B's (captured on R's link toward B)")
+        }
         var result = analysis.result(pcap: pcapPath, atFault: atFault, atDetection: gone?.info, notes: notes, backend: backend)
         result.spec = spec
-        if let e = Self.appExpectation(clientSpec, analysis: analysis), let anchor = analysis.instant(of: e.anchor) {
+        if serverSide {
+            // The ladder keeps A on the left.
+            result.timeline = TrialAnalysis(spec: spec, tFault: tFault, tBack: nil, detection: detection, clientEvents: [],
+                                            segments: segments).timeline
+        }
+        if !serverSide, let e = Self.appExpectation(clientSpec, analysis: analysis), let anchor = analysis.instant(of: e.anchor) {
             let kernelAt = result.expected.flatMap { k in analysis.instant(of: k.anchor).map { $0 + k.seconds } } ?? .infinity
             if anchor + e.seconds < kernelAt {
                 let measured = detectionT.map { $0 - anchor }
@@ -296,15 +368,15 @@ extension Trial {
         }
         if let d = detectionT { result.marks["app_detection"] = d - tFault }
         if let g = gone { result.marks["socket_gone"] = g.t - tFault }
-        if let exit = client.exited { result.marks["app_exit"] = exit.t - tFault }
+        if let exit = detector.exited { result.marks["app_exit"] = exit.t - tFault }
         result.marks["app_ready"] = tReady - tFault
 
         let end = detectionT ?? .infinity
-        let pings = segments.filter { s in
+        let pings = detSegments.filter { s in
             s.t > tFault && s.t <= end && s.payloadLength > 0 && s.payloadLength <= Self.appPingMaxBytes
                 && ([.data, .retransmission, .heartbeat] as [SegmentKind]).contains(s.kind)
         }
-        let exit = client.exited
+        let exit = detector.exited
         var noticed: String?
         if let d = detectionT {
             let how: String
@@ -320,7 +392,7 @@ extension Trial {
         result.app = AppTrialReport(
             client: clientSpec.summary, server: serverSpec.summary,
             clientArgv: clientCommand.argv, serverArgv: serverCommand.argv,
-            detectMode: clientSpec.detect ?? Self.describe(clientCommand.detect),
+            detectMode: detectSpec.detect ?? Self.describe(detectCondition),
             noticed: noticed, errnoSource: errnoSource,
             exitStatus: exit?.status, exitS: exit.map { $0.t - tFault },
             socketGoneS: gone.map { $0.t - tFault }, socketStateAtGone: gone?.info?.stateName,
@@ -329,9 +401,18 @@ extension Trial {
             appPingsSent: pings.filter { $0.direction == .aToB }.count,
             appPingReplies: pings.filter { $0.direction == .bToA }.count,
             appPingBytes: pings.reduce(0) { $0 + $1.payloadLength },
-            clientOutputTail: client.tail(8))
-        if let settings { result.notes.append("\(client.name) applied: \(settings.summary)") }
+            clientOutputTail: client.tail(8),
+            detectingSide: serverSide ? "server" : "client",
+            serverOutputTail: serverSide ? server.tail(8) : nil,
+            clientWakeupsPerS: clientWakeups, serverWakeupsPerS: serverWakeups)
+        if let settings { result.notes.append("\(detector.name) applied: \(settings.summary)") }
         return result
+    }
+
+    /// Where trial directories for programs go: $TMPDIR (the guest's tmpfs under UML) or /tmp.
+    static var appTemporaryBase: String {
+        let dir = ProcessInfo.processInfo.environment["TMPDIR"] ?? ""
+        return dir.hasPrefix("/") ? (dir.hasSuffix("/") ? String(dir.dropLast()) : dir) : "/tmp"
     }
 
     static func describe(_ d: AppCondition.Detect) -> String {
@@ -345,11 +426,22 @@ extension Trial {
     /// An application-level timer the program runs itself (ssh's ServerAlive).
     static func appExpectation(_ app: AppSpec, analysis: TrialAnalysis) -> Expectation? {
         guard app.profile == "ssh", analysis.spec.fault.peerIsDead, analysis.spec.fault != .kill,
-              let interval = app.options?["ServerAliveInterval"].flatMap(Double.init), interval > 0 else { return nil }
+              let interval = sshServerAliveInterval(app), interval > 0 else { return nil }
         let count = Double(sshCount(app))
+        let implied = app.options?["ServerAliveInterval"] == nil ? " (Debian's ssh: BatchMode=yes implies ServerAliveInterval 300)" : ""
         return Expectation(anchor: .lastReceived, seconds: interval * (count + 1),
-                           formula: "ssh: ServerAliveInterval × (ServerAliveCountMax + 1) = \(Fault.format(interval)) × \(Fault.format(count + 1)) (accepted from \(Fault.format(interval * count)) s: ssh's check timer is not reset by each received byte)")
+                           formula: "ssh: ServerAliveInterval × (ServerAliveCountMax + 1) = \(Fault.format(interval)) × \(Fault.format(count + 1))\(implied) (accepted from \(Fault.format(interval * count)) s: ssh's check timer is not reset by each received byte)")
     }
+
+    /// The ServerAliveInterval ssh really runs with: the option, else — the profile always passes
+    /// BatchMode=yes — 300 s on Debian's OpenSSH ("300 if the BatchMode option is set
+    /// (Debian-specific)", ssh_config(5)), else 0.
+    static func sshServerAliveInterval(_ app: AppSpec) -> Double? {
+        if let value = app.options?["ServerAliveInterval"] { return Double(value) }
+        return debianOpenSSH ? 300 : nil
+    }
+
+    static let debianOpenSSH = FileManager.default.fileExists(atPath: "/usr/share/doc/openssh-client/changelog.Debian.gz")
 
     static func sshCount(_ app: AppSpec) -> Int { app.options?["ServerAliveCountMax"].flatMap(Int.init) ?? 3 }
 
@@ -425,8 +517,40 @@ extension Trial {
         return found
     }
 
-    private func injectApp(_ fault: Fault, topology: Topology, server: AppProcess) throws {
+    /// Voluntary + involuntary context switches of each process in `root`'s tree (/proc/PID/status).
+    static func contextSwitches(_ root: pid_t) -> [pid_t: Int] {
+        var result: [pid_t: Int] = [:]
+        for pid in SockDiag.processTree(root) {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { continue }
+            var total = 0
+            for line in text.split(separator: "\n") where line.contains("ctxt_switches:") {
+                total += Int(line.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) ?? 0
+            }
+            result[pid] = total
+        }
+        return result
+    }
+
+    /// The server's accepted connection from `client` (crash-client: the server detects).
+    static func waitAccepted(_ app: AppProcess, ns: NetworkNamespace, port: UInt16, client: (String, UInt16),
+                             timeout: Double) throws -> BorrowedSocket? {
+        var found: BorrowedSocket?
+        do {
+            try backoff(app, until: PeerEvent.now() + timeout, fail: { TrialError(message: $0) }, what: "accepting") {
+                found = try? BorrowedSocket.find(in: ns, pids: SockDiag.processTree(app.pid), remote: client, localPort: port)
+                return found != nil
+            }
+        } catch {
+            return nil
+        }
+        return found
+    }
+
+    private func injectApp(_ fault: Fault, topology: Topology, server: AppProcess, client: AppProcess) throws {
         switch fault {
+        case .crashClient:
+            try topology.cutA()
+            client.signalGroup(SIGKILL)
         case .none, .loss, .partition, .natIdle:
             break
         case .crash, .reboot:

@@ -4,6 +4,9 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
     case none
     /// B's host dies silently: its cable is cut, then the server is killed. Nothing from B again.
     case crash
+    /// A's host dies silently: its cable is cut, then the client is killed. The server in B is the
+    /// side that has to notice (real programs only: the built-in peers detect on A).
+    case crashClient
     /// As crash, but R answers for the dead host with ICMP host-unreachable.
     case crashICMP
     /// Crash, then after `downtime` seconds a fresh B (same IP and MAC, no connection state).
@@ -24,12 +27,13 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
     /// Parses `crash`, `crash-icmp`, `reboot:SECONDS`, `kill`, `freeze`, `none`, and the network
     /// faults `loss:PCT[,DIR]`, `partition:SECONDS[,DIR]`, `nat-idle:SECONDS[,drop|reset]`.
     public init(parsing text: String) throws {
-        let valid = "crash, crash-icmp, reboot:SECONDS (0 < SECONDS ≤ 3600), kill, freeze, none, "
+        let valid = "crash, crash-icmp, reboot:SECONDS (0 < SECONDS ≤ 3600), kill, freeze, none, crash-client, "
             + Self.networkFaultSyntax
         switch text {
         case "none": self = .none
         case "crash": self = .crash
         case "crash-icmp": self = .crashICMP
+        case "crash-client": self = .crashClient
         case "kill": self = .kill
         case "freeze": self = .freeze
         default:
@@ -56,6 +60,7 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
         case .none: return "none"
         case .crash: return "crash"
         case .crashICMP: return "crash-icmp"
+        case .crashClient: return "crash-client"
         case .reboot(let downtime): return "reboot:\(Self.format(downtime))"
         case .kill: return "kill"
         case .freeze: return "freeze"
@@ -63,11 +68,12 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// True when B's host or path is broken (so closing the connection is the right answer).
+    /// True when B's host or path is broken (so closing the connection is the right answer); for
+    /// crash-client, A's host (the server closing its side is the right answer).
     public var peerIsDead: Bool {
         switch self {
         case .none, .loss, .partition, .natIdle: return false
-        case .crash, .crashICMP, .reboot, .kill, .freeze: return true
+        case .crash, .crashClient, .crashICMP, .reboot, .kill, .freeze: return true
         }
     }
 

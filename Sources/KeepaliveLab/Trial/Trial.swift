@@ -170,6 +170,8 @@ public struct Trial: Sendable {
             server.signal(SIGSTOP)
         case .loss, .partition, .natIdle:
             break  // R's part: NetworkFaultDriver
+        case .crashClient:
+            throw TrialError(message: "fault crash-client needs real programs as peers (the built-in server does not detect): give the policy an `app:`")
         }
     }
 

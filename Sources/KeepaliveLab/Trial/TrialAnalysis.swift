@@ -80,7 +80,8 @@ struct TrialAnalysis {
         var candidates: [Expectation] = []
         let policy = spec.clientPolicy
         switch spec.fault {
-        case .none, .kill, .loss:
+        case .none, .kill, .loss, .crashClient:
+            // crash-client: the app trial analyses it as a crash seen from B (segments mirrored).
             return nil
         case .natIdle:
             // Data sent into an expired entry is retransmitted into the void until TCP_USER_TIMEOUT.

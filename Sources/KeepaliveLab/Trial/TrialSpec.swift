@@ -112,6 +112,10 @@ public struct TrialSpec: Codable, Sendable, Equatable {
         }
         try validateNetworkFault()
         for (name, value) in sysctls { try Self.validateSysctl(name: name, value: value) }
+        if fault == .crashClient, clientPolicy.app == nil {
+            throw PolicyError.conflict("fault crash-client makes the server the detecting side, which only real programs support: "
+                + "give the policy's client an `app:` (and its server one, e.g. `server: {app: redis-server, options: {tcp-keepalive: \"2\"}}`)")
+        }
     }
 
     /// What this trial needs from the kernel under test (for choosing a backend before anything is built).
