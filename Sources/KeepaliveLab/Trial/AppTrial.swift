@@ -193,7 +193,8 @@ extension Trial {
         detector.watch(watched)
         let wakeupsAtFault = (client: Self.contextSwitches(client.pid), server: Self.contextSwitches(server.pid))
         let tFault = PeerEvent.now()
-        try injectApp(spec.fault, topology: topology, server: server, client: client)
+        try HostFault.inject(spec.fault, topology: topology, signalServer: { server.signalGroup($0) },
+                             signalClient: { client.signalGroup($0) })
         try network.inject(at: tFault)
 
         // Wait for the program's verdict, B's return or the nat-idle exchange: each wait blocks
@@ -546,31 +547,4 @@ extension Trial {
         return found
     }
 
-    private func injectApp(_ fault: Fault, topology: Topology, server: AppProcess, client: AppProcess) throws {
-        switch fault {
-        case .crashClient:
-            try topology.cutA()
-            client.signalGroup(SIGKILL)
-        case .none, .loss, .partition, .natIdle:
-            break
-        case .crash, .reboot:
-            try topology.cutB()
-            server.signalGroup(SIGKILL)
-        case .crashICMP:
-            try Nftables.run("""
-                table ip kal_fault {
-                    chain forward {
-                        type filter hook forward priority 0; policy accept;
-                        ip daddr \(Self.serverAddress) reject with icmp type host-unreachable
-                    }
-                }
-                """, in: topology.r, operation: "answer for the dead B with ICMP host-unreachable")
-            try topology.cutB()
-            server.signalGroup(SIGKILL)
-        case .kill:
-            server.signalGroup(SIGKILL)
-        case .freeze:
-            server.signalGroup(SIGSTOP)
-        }
-    }
 }

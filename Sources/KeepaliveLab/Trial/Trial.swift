@@ -88,7 +88,7 @@ public struct Trial: Sendable {
         let atFault = client.waitFor(.tcpInfo, timeout: 1)?.tcpInfo
         let tFault = PeerEvent.now()
         var notes: [String] = []
-        try inject(spec.fault, topology: topology, server: server)
+        try HostFault.inject(spec.fault, topology: topology, signalServer: { server.signal($0) }, signalClient: nil)
         try network.inject(at: tFault)
 
         var tBack: Double?
@@ -144,35 +144,6 @@ public struct Trial: Sendable {
             throw TrialError(message: "server in \(topology.b.name) never listened: \(server.stderrText)")
         }
         return server
-    }
-
-    private func inject(_ fault: Fault, topology: Topology, server: PeerProcess) throws {
-        switch fault {
-        case .none:
-            break
-        case .crash, .reboot:
-            try topology.cutB()
-            server.signal(SIGKILL)
-        case .crashICMP:
-            try Nftables.run("""
-                table ip kal_fault {
-                    chain forward {
-                        type filter hook forward priority 0; policy accept;
-                        ip daddr \(Self.serverAddress) reject with icmp type host-unreachable
-                    }
-                }
-                """, in: topology.r, operation: "answer for the dead B with ICMP host-unreachable")
-            try topology.cutB()
-            server.signal(SIGKILL)
-        case .kill:
-            server.signal(SIGKILL)
-        case .freeze:
-            server.signal(SIGSTOP)
-        case .loss, .partition, .natIdle:
-            break  // R's part: NetworkFaultDriver
-        case .crashClient:
-            throw TrialError(message: "fault crash-client needs real programs as peers (the built-in server does not detect): give the policy an `app:`")
-        }
     }
 
     /// net.ipv4.tcp_keepalive_* are per network namespace: sockets with SO_KEEPALIVE but no
