@@ -104,16 +104,8 @@ extension Trial {
 
         // crash-client: A dies and the server in B is the side that has to notice.
         let serverSide = spec.fault == .crashClient
-        let topology = try Topology.build(id: id)
+        let (topology, network) = try prepareNetwork()
         defer { topology.teardown() }
-        for ns in [topology.a, topology.b] {
-            try ns.perform {
-                try Self.applyNamespaceKeepalive(spec.namespaceKeepalive)
-                for (name, value) in spec.sysctls.sorted(by: { $0.key < $1.key }) { try Sysctl.write(name, value) }
-            }
-        }
-        let network = NetworkFaultDriver(spec: spec, topology: topology)
-        try network.prepare()
         let capturePath = pcapPath ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("kal-\(id.run)-\(id.trial).pcap").path
         // Captured on R's link toward the side that stays up: R drops what goes to a cut link

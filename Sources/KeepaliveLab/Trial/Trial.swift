@@ -47,17 +47,8 @@ public struct Trial: Sendable {
     public func run() throws -> TrialResult {
         if usesApps { return try runWithApps() }  // real programs as peers: AppTrial.swift
         try spec.validate()
-        let topology = try Topology.build(id: id)
+        let (topology, network) = try prepareNetwork()
         defer { topology.teardown() }
-        for ns in [topology.a, topology.b] {
-            try ns.perform {
-                try Self.applyNamespaceKeepalive(spec.namespaceKeepalive)
-                for (name, value) in spec.sysctls.sorted(by: { $0.key < $1.key }) { try Sysctl.write(name, value) }
-            }
-        }
-        // R's impairment engine and NAT role exist before any traffic (conntrack must see the SYN).
-        let network = NetworkFaultDriver(spec: spec, topology: topology)
-        try network.prepare()
         let capturePath = pcapPath ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("kal-\(id.run)-\(id.trial).pcap").path
         let capture = try topology.r.perform { try PacketCapture(interface: Topology.rToA, pcapPath: capturePath) }
@@ -144,6 +135,26 @@ public struct Trial: Sendable {
             throw TrialError(message: "server in \(topology.b.name) never listened: \(server.stderrText)")
         }
         return server
+    }
+
+    /// The trial's topology, A's and B's sysctls set, and R's impairment engine and NAT role in
+    /// place before any traffic (conntrack must see the SYN); torn down again if a step fails.
+    func prepareNetwork() throws -> (Topology, NetworkFaultDriver) {
+        let topology = try Topology.build(id: id)
+        do {
+            for ns in [topology.a, topology.b] {
+                try ns.perform {
+                    try Self.applyNamespaceKeepalive(spec.namespaceKeepalive)
+                    for (name, value) in spec.sysctls.sorted(by: { $0.key < $1.key }) { try Sysctl.write(name, value) }
+                }
+            }
+            let network = NetworkFaultDriver(spec: spec, topology: topology)
+            try network.prepare()
+            return (topology, network)
+        } catch {
+            topology.teardown()
+            throw error
+        }
     }
 
     /// net.ipv4.tcp_keepalive_* are per network namespace: sockets with SO_KEEPALIVE but no
