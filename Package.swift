@@ -1,11 +1,19 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+/// Keeps the implicit _Concurrency and _StringProcessing imports (and their shared libraries) out
+/// of the peer binary.
+let leanSwift: [SwiftSetting] = [
+    .unsafeFlags(["-Xfrontend", "-disable-implicit-concurrency-module-import",
+                  "-Xfrontend", "-disable-implicit-string-processing-module-import"]),
+]
+
 let package = Package(
     name: "keepalive-lab",
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "keepalive-lab", targets: ["keepalive-lab"]),
+        .executable(name: "keepalive-lab-peer", targets: ["keepalive-lab-peer"]),
         .library(name: "KeepaliveNet", targets: ["KeepaliveNet"]),
         .library(name: "KeepaliveLab", targets: ["KeepaliveLab"]),
     ],
@@ -44,6 +52,19 @@ let package = Package(
             name: "CKeepaliveShim",
             dependencies: ["CNetlink"]
         ),
+        // The lean peer: libc and the Swift core library only (no Foundation, no Concurrency or
+        // StringProcessing runtime), so the two peer processes of every trial start in ~2 ms of CPU.
+        .target(name: "CKeepalivePeer"),
+        .target(
+            name: "KeepalivePeerCore",
+            dependencies: ["CKeepalivePeer"],
+            swiftSettings: leanSwift
+        ),
+        .executableTarget(
+            name: "keepalive-lab-peer",
+            dependencies: ["KeepalivePeerCore", "CKeepalivePeer"],
+            swiftSettings: leanSwift
+        ),
         .target(
             name: "KeepaliveNet",
             dependencies: [
@@ -54,7 +75,7 @@ let package = Package(
         .target(
             name: "KeepaliveLab",
             dependencies: [
-                "KeepaliveNet", "CPcap", "CKeepaliveShim", "CZlib",
+                "KeepaliveNet", "KeepalivePeerCore", "CPcap", "CKeepaliveShim", "CZlib",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]

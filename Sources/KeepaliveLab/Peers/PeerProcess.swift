@@ -40,12 +40,35 @@ public final class PeerProcess: @unchecked Sendable {
         return n > 0 ? String(cString: buffer) : CommandLine.arguments[0]
     }
 
-    public init(executable: String, netnsPath: String?, config: PeerConfig) throws {
+    /// The lean peer binary (`keepalive-lab-peer`, no Foundation) installed next to `executable`, or
+    /// nil: then `executable peer --config JSON` runs the same session at ~10× the start-up cost.
+    /// `KEEPALIVE_LAB_PEER=full` forces the latter (to compare the two).
+    public static func leanPeer(near executable: String) -> String? {
+        if getenv("KEEPALIVE_LAB_PEER").map({ String(cString: $0) }) == "full" { return nil }
+        if executable.hasSuffix("/keepalive-lab-peer") || executable == "keepalive-lab-peer" { return executable }
+        guard let slash = executable.lastIndex(of: "/") else { return nil }
+        let candidate = String(executable[...slash]) + "keepalive-lab-peer"
+        return access(candidate, X_OK) == 0 ? candidate : nil
+    }
+
+    /// Spawns a peer. `executable` is keepalive-lab (or keepalive-lab-peer): the lean peer next to
+    /// it runs when it is there.
+    public init(executable given: String, netnsPath: String?, config: PeerConfig) throws {
         self.config = config
-        let json = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
-        var arguments = [executable, "peer"]
-        if let netnsPath { arguments += ["--netns", netnsPath] }
-        arguments += ["--config", json]
+        let executable: String
+        var arguments: [String]
+        if let lean = Self.leanPeer(near: given) {
+            executable = lean
+            arguments = [lean]
+            if let netnsPath { arguments += ["--netns", netnsPath] }
+            arguments += config.settings.arguments
+        } else {
+            executable = given
+            let json = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
+            arguments = [executable, "peer"]
+            if let netnsPath { arguments += ["--netns", netnsPath] }
+            arguments += ["--config", json]
+        }
 
         // Socket pairs rather than pipes: they can be created CLOEXEC atomically (Glibc's module lacks
         // pipe2), so peers spawned concurrently never inherit each other's ends (an inherited write end
@@ -275,7 +298,12 @@ private final class SharedState: @unchecked Sendable {
                     lines.append(Array(partial[..<newline]))
                     partial.removeSubrange(...newline)
                 }
-                let parsed = lines.map { line in (try? decoder.decode(PeerEvent.self, from: Data(line)), line) }
+                let parsed = lines.map { line -> (PeerEvent?, [UInt8]) in
+                    var event = try? decoder.decode(PeerEvent.self, from: Data(line))
+                    // The lean peer sends errno only; the name is the harness's to add.
+                    if let code = event?.errno, event?.errnoName == nil { event?.errnoName = PeerEvent.errnoName(for: code) }
+                    return (event, line)
+                }
                 condition.lock()
                 for (event, line) in parsed {
                     if let event {
