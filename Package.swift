@@ -53,7 +53,8 @@ let package = Package(
             dependencies: ["CNetlink"]
         ),
         // The lean peer: libc and the Swift core library only (no Foundation, no Concurrency or
-        // StringProcessing runtime), so the two peer processes of every trial start in ~2 ms of CPU.
+        // StringProcessing runtime), linked statically, so the two peer processes of every trial
+        // start in well under a millisecond of CPU each.
         .target(name: "CKeepalivePeer"),
         .target(
             name: "KeepalivePeerCore",
@@ -63,7 +64,10 @@ let package = Package(
         .executableTarget(
             name: "keepalive-lab-peer",
             dependencies: ["KeepalivePeerCore", "CKeepalivePeer"],
-            swiftSettings: leanSwift
+            swiftSettings: leanSwift,
+            // Fully static: no dynamic loader at start (0.4 ms of CPU instead of 1.5 ms per peer,
+            // measured with perf stat); its pages are shared by every peer through the page cache.
+            linkerSettings: [.unsafeFlags(["-static-executable"])]
         ),
         .target(
             name: "KeepaliveNet",
