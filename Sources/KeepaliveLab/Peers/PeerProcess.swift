@@ -1,3 +1,4 @@
+import CKeepaliveShim
 import Foundation
 import KeepaliveNet
 
@@ -92,6 +93,9 @@ public final class PeerProcess: @unchecked Sendable {
         posix_spawn_file_actions_adddup2(&actions, stdinPair[1], 0)
         posix_spawn_file_actions_adddup2(&actions, stdoutPair[1], 1)
         posix_spawn_file_actions_adddup2(&actions, stderrPair[1], 2)
+        // Nothing else: libpcap's packet sockets and dump files are not CLOEXEC, and a peer that
+        // inherited other trials' captures kept them open (and its exit stalled on them).
+        _ = kal_spawn_file_actions_closefrom(&actions, 3)
 
         // The harness may block or ignore signals; the peer starts clean.
         var attributes = posix_spawnattr_t()
@@ -116,6 +120,7 @@ public final class PeerProcess: @unchecked Sendable {
             throw PeerProcessError.spawn(errno: rc, "posix_spawn \(executable)")
         }
         pid = child
+        PeerPriority.current.apply(to: child)
         control = stdinPair[0]
         if case let .opened(fd) = PidFD.open(child) { pidfd = fd } else { pidfd = nil }
 
@@ -229,6 +234,33 @@ public final class PeerProcess: @unchecked Sendable {
                 exitStatus = ChildProcess.shellStatus(status)
             }
             return true
+        }
+    }
+}
+
+/// How peers are scheduled relative to the lab's own work (namespace set-up and teardown, capture,
+/// analysis of other trials). `KEEPALIVE_LAB_PEER_PRIORITY=normal|nice|fifo`.
+public enum PeerPriority: String, Sendable {
+    /// Like every other process.
+    case normal
+    /// nice −10: woken peers preempt the harness's and the kernel workers' CFS time sooner.
+    case nice
+    /// SCHED_FIFO 1: a woken peer runs before any ordinary task (kernel paths that do not yield
+    /// still delay it: this kernel is PREEMPT_NONE by default). Falls back to nice −10 where refused.
+    case fifo
+
+    public static let current: PeerPriority =
+        getenv("KEEPALIVE_LAB_PEER_PRIORITY").flatMap { PeerPriority(rawValue: String(cString: $0)) } ?? .normal
+
+    func apply(to pid: pid_t) {
+        switch self {
+        case .normal: break
+        case .nice: _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(pid), -10)
+        case .fifo:
+            var param = sched_param(sched_priority: 1)
+            if sched_setscheduler(pid, SCHED_FIFO, &param) != 0 {
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(pid), -10)
+            }
         }
     }
 }

@@ -18,7 +18,10 @@ public final class SetupGate: @unchecked Sendable {
 
     /// Two setups per CPU: one thread's setup blocks on process start and the peer's first
     /// exchange, and the other keeps the CPU busy meanwhile.
-    public static var defaultWidth: Int { max(2, 2 * ProcessInfo.processInfo.activeProcessorCount) }
+    public static var defaultWidth: Int {
+        if let text = getenv("KEEPALIVE_LAB_SETUP_WIDTH"), let n = Int(String(cString: text)), n > 0 { return n }
+        return max(2, 2 * ProcessInfo.processInfo.activeProcessorCount)
+    }
 
     public init(width: Int = SetupGate.defaultWidth) { self.width = max(1, width) }
 
