@@ -103,27 +103,30 @@ public enum BenchmarkReport {
 
         ## Memory
 
-        Sampled once per batch, at the instant the last trial's client became ready (all N topologies,
-        captures and clients up; a crash kills B's server 0.2 s after its own client is ready, so
-        servers of earlier trials are gone by then). **PSS** (`/proc/PID/smaps_rollup`: each shared
+        Sampled once per batch, at the instant the last trial's client became ready (every topology,
+        capture and client of the trials alive then — N unless setting up N took longer than a
+        trial, see "alive"; a crash kills B's server 0.2 s after its own client is ready, so servers
+        of earlier trials are gone by then). Per-trial figures divide by the trials alive. **PSS** (`/proc/PID/smaps_rollup`: each shared
         page divided among the processes mapping it, so the Swift runtime is not counted once per
         process) of the harness and of every peer whose command line names the run. PSS per trial =
         harness PSS / N + a client's mean PSS + a server's mean PSS (a client's where no server is
         alive: same binary, same work). **Kernel** = the change in `/proc/meminfo` Slab + KernelStack
         + PageTables + Percpu + VmallocUsed between just before the batch and the sample (namespaces,
-        veths, sockets, capture rings' bookkeeping, task structs and stacks), divided by N;
+        veths, sockets, capture rings' bookkeeping, task structs and stacks), divided by the
+        topologies that exist then (network namespaces added / 3, finished trials whose namespaces
+        the kernel has not freed yet included);
         machine-wide, so anything else changing memory meanwhile is in it. MemAvailable's drop covers
         everything (user and kernel, incl. capture ring pages, which are in no meminfo field above).
 
-        | concurrent trials | harness PSS | client PSS (mean) | server PSS (mean) | **PSS per trial** | ΔSlab | ΔSUnreclaim | ΔKernelStack | ΔPageTables | ΔPercpu | ΔVmallocUsed | **kernel per trial** | MemAvailable drop per trial | netns before → at sample |
-        |--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
+        | concurrent trials | alive | harness PSS | client PSS (mean) | server PSS (mean) | **PSS per trial** | ΔSlab | ΔSUnreclaim | ΔKernelStack | ΔPageTables | ΔPercpu | ΔVmallocUsed | **kernel per trial** | MemAvailable drop per trial | netns before → at sample |
+        |--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
 
         """
         for b in measured {
             let m = b.memory!
             let d = m.meminfoDeltaKiB
             func delta(_ key: String) -> String { mib(Double(d[key] ?? 0)) }
-            text += "| \(b.concurrent) | \(mib(Double(m.harnessPSSKiB))) | \(mib(m.meanClientPSSKiB, 2)) (\(m.clients)) | "
+            text += "| \(b.concurrent) | \(m.trials) | \(mib(Double(m.harnessPSSKiB))) | \(mib(m.meanClientPSSKiB, 2)) (\(m.clients)) | "
                 + "\(mib(m.meanServerPSSKiB, 2)) (\(m.servers)) | **\(mib(m.pssPerTrialKiB, 2))** | \(delta("Slab")) | \(delta("SUnreclaim")) | "
                 + "\(delta("KernelStack")) | \(delta("PageTables")) | \(delta("Percpu")) | \(delta("VmallocUsed")) | "
                 + "**\(mib(m.kernelPerTrialKiB, 2))** | \(mib(-Double(d["MemAvailable"] ?? 0) / Double(m.trials), 2)) | \(m.netnsBefore) → \(m.netnsAtSample) |\n"

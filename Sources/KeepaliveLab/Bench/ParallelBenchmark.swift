@@ -53,7 +53,10 @@ public enum ParallelBenchmark {
         public var meanServerPSSKiB: Double { servers > 0 ? Double(serverPSSKiB) / Double(servers) : meanClientPSSKiB }
         /// harness/N + one client + one server.
         public var pssPerTrialKiB: Double { Double(harnessPSSKiB) / Double(trials) + meanClientPSSKiB + meanServerPSSKiB }
-        public var kernelPerTrialKiB: Double { Double(kernelKiB) / Double(trials) }
+        /// Over the topologies that exist at the sample (their namespaces / 3): finished trials'
+        /// namespaces the kernel has not freed yet still hold kernel memory.
+        public var topologiesAtSample: Double { max(1, Double(netnsAtSample - netnsBefore) / 3) }
+        public var kernelPerTrialKiB: Double { Double(kernelKiB) / topologiesAtSample }
         /// Tasks: harness threads/N + the two peers (single-threaded).
         public var tasksPerTrial: Double { Double(harnessThreads) / Double(trials) + 2 }
         public var fdsPerTrial: Double { Double(harnessFDs) / Double(trials) }
@@ -75,6 +78,7 @@ public enum ParallelBenchmark {
         var durations: [Double] = []
         var errors: [String] = []
         var ready = 0
+        var alive = 0  // ready and not yet finished
         var readyAt: Double?
         var memory: Memory?
         let gate = SetupGate()
@@ -87,15 +91,18 @@ public enum ParallelBenchmark {
         // Called on the trial's thread the moment its client is ready; the last one samples memory
         // (one sample at the instant everything is up: no periodic sampling).
         let onReady: @Sendable () -> Void = {
-            let last: Bool = lock.withLock {
+            let (last, aliveNow): (Bool, Int) = lock.withLock {
                 ready += 1
+                alive += 1
                 if ready == n { readyAt = PeerEvent.now() }
-                return ready == n
+                return (ready == n, alive)
             }
             // On its own thread: reading ~2 smaps_rollup per trial must not delay this trial's fault.
             if last {
                 let sampler = Thread {
-                    let sample = MemorySnapshot.sample(run: run, trials: n, before: before)
+                    // Per trial over the trials alive at that instant: when setting up N takes longer
+                    // than a trial, the first ones have finished by then.
+                    let sample = MemorySnapshot.sample(run: run, trials: aliveNow, before: before)
                     lock.withLock { memory = sample }
                     sampled.signal()
                 }
@@ -114,7 +121,7 @@ public enum ParallelBenchmark {
                     trial.onReady = onReady
                     let result = try trial.run()
                     let t1 = PeerEvent.now()
-                    lock.withLock { results.append(result); durations.append(t1 - t0) }
+                    lock.withLock { results.append(result); durations.append(t1 - t0); alive -= 1 }
                 } catch {
                     lock.withLock { errors.append("\(error)") }
                 }
