@@ -467,6 +467,10 @@ pid_t kal_spawn(const char *path, char *const argv[], char *const envp[], const 
 
 int kal_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+int kal_spawn_file_actions_closefrom(posix_spawn_file_actions_t *actions, int lowfd) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
+}
+
 int kal_is_tmpfs(const char *path) {
     struct statfs fs;
     if (statfs(path, &fs) != 0) return -1;

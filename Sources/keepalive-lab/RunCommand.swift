@@ -17,8 +17,8 @@ struct RunCommand: ParsableCommand {
     @Argument(help: "The lab file.")
     var lab: String = "Labs/seed.yaml"
 
-    @Option(help: "Trials running at once (1…512).")
-    var parallel: Int = 16
+    @Option(help: "Trials running at once (1…4096). Default: what this machine can hold (the first of its CPU, memory, pids, descriptor and namespace limits, from the per-trial costs `bench` measured).")
+    var parallel: Int?
 
     @Option(help: "Trials per cell (overrides the lab file; 1…1000).")
     var trials: Int?
@@ -42,7 +42,7 @@ struct RunCommand: ParsableCommand {
     var dryRun = false
 
     func validate() throws {
-        guard (1...512).contains(parallel) else { throw ValidationError("--parallel \(parallel) is out of range: 1…512") }
+        if let parallel, !(1...4096).contains(parallel) { throw ValidationError("--parallel \(parallel) is out of range: 1…4096") }
         if let trials, !(1...1000).contains(trials) { throw ValidationError("--trials \(trials) is out of range: 1…1000") }
         _ = try parsedShard()
         if let guests, !(1...64).contains(guests) { throw ValidationError("--guests \(guests) is out of range: 1…64") }
@@ -71,6 +71,9 @@ struct RunCommand: ParsableCommand {
             let plan = TrialPlan(lab: lab, trialsOverride: trials, shard: try parsedShard())
             print("lab \(lab.name) (\(lab.source))" + (shard.map { ", shard \($0)" } ?? "") + ": \(plan.items.count) trial(s) in "
                   + "\(Set(plan.items.map(\.cellIndex)).count) of \(lab.cells.count) cells, longest first when run")
+            ResourceLimits.raiseOpenFiles()
+            let (parallel, why) = Self.effectiveParallel(self.parallel, plan: plan)
+            print("up to \(parallel) at once (\(why))")
             print(plan.describe(parallel: parallel))
             return
         }
@@ -88,7 +91,7 @@ struct RunCommand: ParsableCommand {
             let count = TrialPlan(lab: lab, trialsOverride: trials, shard: nil).items.count
             let guests = choice.backend == .uml && shard == nil ? min(self.guests ?? ProcessInfo.processInfo.activeProcessorCount, count) : 1
             if guests > 1 {
-                try GuestFanOut(lab: lab, choice: choice, options: umlOptions, guests: guests, parallel: parallel,
+                try GuestFanOut(lab: lab, choice: choice, options: umlOptions, guests: guests, parallel: self.parallel ?? 16,
                                 out: out ?? "runs/\(lab.name)-\(Self.timestamp(Date()))-\(LabID.newRunID())", pcaps: pcaps).run()
                 return
             }
@@ -100,6 +103,8 @@ struct RunCommand: ParsableCommand {
         }
         let shard = try parsedShard()
         let plan = TrialPlan(lab: lab, trialsOverride: trials, shard: shard)
+        ResourceLimits.raiseOpenFiles()
+        let (parallel, why) = Self.effectiveParallel(self.parallel, plan: plan)
         let started = Date()
         let runID = try RunOwnership.begin()
         defer { RunOwnership.unregister(run: runID) }
@@ -117,7 +122,7 @@ struct RunCommand: ParsableCommand {
             backend: ExecutionEnvironment.backendLabel,
             shard: shard.map { "\($0.0)/\($0.1)" }, trials: trials ?? lab.trials, parallel: parallel,
             clock: LabClock.current.rawValue))
-        FileHandle.standardError.write(Data("lab \(lab.name): \(plan.items.count) trials (\(lab.cells.count) cells), up to \(parallel) at once, longest first → \(directory.path)\n".utf8))
+        FileHandle.standardError.write(Data("lab \(lab.name): \(plan.items.count) trials (\(lab.cells.count) cells), up to \(parallel) at once (\(why)), longest first → \(directory.path)\n".utf8))
         FileHandle.standardError.write(Data("\(plan.estimateLine(parallel: parallel))\n".utf8))
         let runner = LabRunner(lab: lab, plan: plan, directory: directory, runID: runID, parallel: parallel,
                                peerExecutable: PeerProcess.selfExecutable, progress: RunProgress(total: plan.items.count))
@@ -133,6 +138,18 @@ struct RunCommand: ParsableCommand {
         if errors > 0 { FileHandle.standardError.write(Data("\(errors) trial(s) could not run: see results.jsonl\n".utf8)) }
         // Expectations of cells another shard runs read NOT RUN and do not fail this one.
         if outcome.failed { throw ExitCode(1) }
+    }
+
+    /// `--parallel` as given, else what the machine can hold for trials of this plan's typical
+    /// length (MachineLimits), capped at the plan's size; with the reason, for the first line.
+    static func effectiveParallel(_ given: Int?, plan: TrialPlan) -> (Int, String) {
+        if let given { return (given, "--parallel") }
+        let durations = plan.items.map { TrialDuration($0.spec).seconds }.sorted()
+        let typical = durations.isEmpty ? 10 : durations[durations.count / 2]
+        let (fit, limit) = MachineLimits.defaultParallel(trialSeconds: typical)
+        let parallel = max(1, min(fit, 4096, max(1, plan.items.count)))
+        let capped = parallel < fit ? "; the plan has \(plan.items.count) trial(s)" : ""
+        return (parallel, "machine limit: \(limit.resource) allows \(limit.trials) — \(limit.detail)\(capped)")
     }
 
     static func timestamp(_ date: Date) -> String {
@@ -152,10 +169,17 @@ enum PcapRetention: String, ExpressibleByArgument, CaseIterable {
 }
 
 enum ResourceLimits {
-    /// Each concurrent trial holds a dozen descriptors (namespaces, netlink, capture, peer pipes).
+    /// Each concurrent trial holds ~17 descriptors (namespaces, netlink, capture, peer sockets):
+    /// the soft limit goes up to the hard one, and — where allowed (root) — the hard one up to
+    /// fs.nr_open, so a thousand trials are not cut off by a 20000 default.
     static func raiseOpenFiles() {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if let text = try? String(contentsOfFile: "/proc/sys/fs/nr_open", encoding: .utf8),
+           let nrOpen = rlim_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), nrOpen > limit.rlim_max {
+            var raised = rlimit(rlim_cur: min(nrOpen, 1 << 20), rlim_max: min(nrOpen, 1 << 20))
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return }
+        }
         limit.rlim_cur = limit.rlim_max
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }

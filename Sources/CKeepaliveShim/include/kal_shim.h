@@ -1,6 +1,7 @@
 #ifndef KAL_SHIM_H
 #define KAL_SHIM_H
 
+#include <spawn.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -100,6 +101,12 @@ int64_t kal_monotonic_ns(void);
 int64_t kal_realtime_ns(void);
 
 /* ---- Backends: spawning, user-mode-linux guests ---- */
+
+/* posix_spawn_file_actions_addclosefrom_np: the child closes every descriptor >= lowfd before exec.
+ * Libraries the harness uses (libpcap's packet socket, its dump file) do not open with CLOEXEC; a
+ * peer that inherited another trial's capture socket held it until it exited, and then spent an RCU
+ * grace period per inherited socket in packet_release. Returns 0 or an errno value. */
+int kal_spawn_file_actions_closefrom(posix_spawn_file_actions_t *actions, int lowfd);
 
 /* Flags for kal_spawn. */
 #define KAL_SPAWN_NEW_PROCESS_GROUP 1   /* setpgid(0, 0): the child and its descendants can be killed as a group */

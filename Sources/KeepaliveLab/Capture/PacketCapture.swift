@@ -50,7 +50,19 @@ public final class PacketCapture: @unchecked Sendable {
     private var finished = false
     private var result: [CapturedPacket] = []
 
-    public init(interface: String, pcapPath: String, snaplen: Int32 = 256) throws {
+    /// Kernel ring size (PACKET_RX_RING) for a trial that only idles, probes or exchanges small
+    /// messages: ~700 frames of 256 bytes, far more than such a trial puts on the wire between
+    /// two reads. The kernel allocates and zeroes the whole ring when the capture opens, so its size
+    /// is per-trial memory and setup CPU (8 MiB rings were the harness's largest cost at 100 trials).
+    public static let smallRingBytes: Int32 = 256 << 10
+    /// Ring size for paced streams and other bulk traffic.
+    public static let bulkRingBytes: Int32 = 4 << 20
+
+    /// Frames the kernel dropped because the ring was full (pcap_stats ps_drop), read at `stop()`.
+    public var droppedFrames: UInt32 { lock.withLock { finished ? sink.dropped : 0 } }
+
+    public init(interface: String, pcapPath: String, snaplen: Int32 = 256,
+                ringBytes: Int32 = PacketCapture.bulkRingBytes) throws {
         self.interface = interface
         self.pcapPath = pcapPath
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
@@ -65,8 +77,8 @@ public final class PacketCapture: @unchecked Sendable {
         }
         pcap_set_snaplen(h, snaplen)
         pcap_set_immediate_mode(h, 1)
-        // A trial's worth of small segments fits many times over; a full ring would silently drop.
-        pcap_set_buffer_size(h, 8 << 20)
+        // A full ring drops frames: the count is read at stop() (droppedFrames) and trials note it.
+        pcap_set_buffer_size(h, ringBytes)
         // Nanoseconds where the kernel offers them; otherwise libpcap stays at microseconds.
         _ = pcap_set_tstamp_precision(h, PCAP_TSTAMP_PRECISION_NANO)
         let rc = pcap_activate(h)
@@ -178,6 +190,7 @@ private final class Sink: @unchecked Sendable {
     let monotonicOffsetNs: Int64
     var packets: [CapturedPacket] = []
     var readError: CaptureError?
+    var dropped: UInt32 = 0
     private var dirty = false
     /// stop() writes a byte here: the reader blocks in poll(2) with no timeout until a packet or this.
     private var wake: (read: Int32, write: Int32) = (-1, -1)
@@ -249,6 +262,8 @@ private final class Sink: @unchecked Sendable {
         // Non-blocking, so this ends once the ring is empty; the bound guards against a flooding link.
         var rounds = 0
         while readError == nil, rounds < 1000, dispatch(h) > 0 { rounds += 1 }
+        var stats = pcap_stat()
+        if pcap_stats(h, &stats) == 0 { dropped = stats.ps_drop }
         if let dumper { pcap_dump_close(dumper) }
         pcap_close(h)
         dumper = nil

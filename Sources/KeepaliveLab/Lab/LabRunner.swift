@@ -13,12 +13,12 @@ public final class LabRunner: @unchecked Sendable {
     public let progress: RunProgress
 
     /// Runs one trial. Tests replace it (e.g. to make a trial throw the way a broken machine
-    /// would) without touching namespaces; the default is the real `Trial`.
-    var trialRunner: @Sendable (TrialPlan.Item, _ runID: String, _ peerExecutable: String, _ pcap: String) throws -> TrialResult = {
-        item, runID, peerExecutable, pcap in
-        try Trial(spec: item.spec, id: try LabID(run: runID, trial: item.trialID),
-                  peerExecutable: peerExecutable, pcapPath: pcap).run()
-    }
+    /// would) without touching namespaces; nil runs the real `Trial`, its setup queued through
+    /// the run's SetupGate.
+    var trialRunner: (@Sendable (TrialPlan.Item, _ runID: String, _ peerExecutable: String, _ pcap: String) throws -> TrialResult)?
+
+    /// Setups of this run's trials, a few at once (see SetupGate).
+    private let setupGate = SetupGate()
 
     private let lock = NSLock()
     private var next = 0
@@ -76,7 +76,15 @@ public final class LabRunner: @unchecked Sendable {
         let pcap = "\(directory.pcapDirectory)/\(Self.fileName(item)).pcap"
         let started = PeerEvent.now()
         do {
-            var result = try trialRunner(item, runID, peerExecutable, pcap)
+            var result: TrialResult
+            if let trialRunner {
+                result = try trialRunner(item, runID, peerExecutable, pcap)
+            } else {
+                var trial = Trial(spec: item.spec, id: try LabID(run: runID, trial: item.trialID),
+                                  peerExecutable: peerExecutable, pcapPath: pcap)
+                trial.setupGate = setupGate
+                result = try trial.run()
+            }
             result.pcap = "pcaps/\(Self.fileName(item)).pcap"
             record.result = result
         } catch {

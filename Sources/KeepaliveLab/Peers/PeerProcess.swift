@@ -1,3 +1,4 @@
+import CKeepaliveShim
 import Foundation
 import KeepaliveNet
 
@@ -40,12 +41,35 @@ public final class PeerProcess: @unchecked Sendable {
         return n > 0 ? String(cString: buffer) : CommandLine.arguments[0]
     }
 
-    public init(executable: String, netnsPath: String?, config: PeerConfig) throws {
+    /// The lean peer binary (`keepalive-lab-peer`, no Foundation) installed next to `executable`, or
+    /// nil: then `executable peer --config JSON` runs the same session at ~10× the start-up cost.
+    /// `KEEPALIVE_LAB_PEER=full` forces the latter (to compare the two).
+    public static func leanPeer(near executable: String) -> String? {
+        if getenv("KEEPALIVE_LAB_PEER").map({ String(cString: $0) }) == "full" { return nil }
+        if executable.hasSuffix("/keepalive-lab-peer") || executable == "keepalive-lab-peer" { return executable }
+        guard let slash = executable.lastIndex(of: "/") else { return nil }
+        let candidate = String(executable[...slash]) + "keepalive-lab-peer"
+        return access(candidate, X_OK) == 0 ? candidate : nil
+    }
+
+    /// Spawns a peer. `executable` is keepalive-lab (or keepalive-lab-peer): the lean peer next to
+    /// it runs when it is there.
+    public init(executable given: String, netnsPath: String?, config: PeerConfig) throws {
         self.config = config
-        let json = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
-        var arguments = [executable, "peer"]
-        if let netnsPath { arguments += ["--netns", netnsPath] }
-        arguments += ["--config", json]
+        let executable: String
+        var arguments: [String]
+        if let lean = Self.leanPeer(near: given) {
+            executable = lean
+            arguments = [lean]
+            if let netnsPath { arguments += ["--netns", netnsPath] }
+            arguments += config.settings.arguments
+        } else {
+            executable = given
+            let json = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
+            arguments = [executable, "peer"]
+            if let netnsPath { arguments += ["--netns", netnsPath] }
+            arguments += ["--config", json]
+        }
 
         // Socket pairs rather than pipes: they can be created CLOEXEC atomically (Glibc's module lacks
         // pipe2), so peers spawned concurrently never inherit each other's ends (an inherited write end
@@ -69,6 +93,9 @@ public final class PeerProcess: @unchecked Sendable {
         posix_spawn_file_actions_adddup2(&actions, stdinPair[1], 0)
         posix_spawn_file_actions_adddup2(&actions, stdoutPair[1], 1)
         posix_spawn_file_actions_adddup2(&actions, stderrPair[1], 2)
+        // Nothing else: libpcap's packet sockets and dump files are not CLOEXEC, and a peer that
+        // inherited other trials' captures kept them open (and its exit stalled on them).
+        _ = kal_spawn_file_actions_closefrom(&actions, 3)
 
         // The harness may block or ignore signals; the peer starts clean.
         var attributes = posix_spawnattr_t()
@@ -93,6 +120,7 @@ public final class PeerProcess: @unchecked Sendable {
             throw PeerProcessError.spawn(errno: rc, "posix_spawn \(executable)")
         }
         pid = child
+        PeerPriority.current.apply(to: child)
         control = stdinPair[0]
         if case let .opened(fd) = PidFD.open(child) { pidfd = fd } else { pidfd = nil }
 
@@ -210,6 +238,33 @@ public final class PeerProcess: @unchecked Sendable {
     }
 }
 
+/// How peers are scheduled relative to the lab's own work (namespace set-up and teardown, capture,
+/// analysis of other trials). `KEEPALIVE_LAB_PEER_PRIORITY=normal|nice|fifo`.
+public enum PeerPriority: String, Sendable {
+    /// Like every other process.
+    case normal
+    /// nice −10: woken peers preempt the harness's and the kernel workers' CFS time sooner.
+    case nice
+    /// SCHED_FIFO 1: a woken peer runs before any ordinary task (kernel paths that do not yield
+    /// still delay it: this kernel is PREEMPT_NONE by default). Falls back to nice −10 where refused.
+    case fifo
+
+    public static let current: PeerPriority =
+        getenv("KEEPALIVE_LAB_PEER_PRIORITY").flatMap { PeerPriority(rawValue: String(cString: $0)) } ?? .normal
+
+    func apply(to pid: pid_t) {
+        switch self {
+        case .normal: break
+        case .nice: _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(pid), -10)
+        case .fifo:
+            var param = sched_param(sched_priority: 1)
+            if sched_setscheduler(pid, SCHED_FIFO, &param) != 0 {
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(pid), -10)
+            }
+        }
+    }
+}
+
 /// State shared between a PeerProcess and its reader thread.
 private final class SharedState: @unchecked Sendable {
     private let condition = NSCondition()
@@ -275,7 +330,12 @@ private final class SharedState: @unchecked Sendable {
                     lines.append(Array(partial[..<newline]))
                     partial.removeSubrange(...newline)
                 }
-                let parsed = lines.map { line in (try? decoder.decode(PeerEvent.self, from: Data(line)), line) }
+                let parsed = lines.map { line -> (PeerEvent?, [UInt8]) in
+                    var event = try? decoder.decode(PeerEvent.self, from: Data(line))
+                    // The lean peer sends errno only; the name is the harness's to add.
+                    if let code = event?.errno, event?.errnoName == nil { event?.errnoName = PeerEvent.errnoName(for: code) }
+                    return (event, line)
+                }
                 condition.lock()
                 for (event, line) in parsed {
                     if let event {

@@ -285,6 +285,7 @@ extension Trial {
         }
         let packets = capture.stop()
         if let error = capture.readError { notes.append("capture: \(error)") }
+        if capture.droppedFrames > 0 { notes.append("capture: the kernel dropped \(capture.droppedFrames) frame(s) (capture ring full): the wire record is incomplete") }
         let segments = SegmentClassifier.classify(packets, client: (Self.clientAddress, connection.entry.local.port),
                                                   server: (Self.serverAddress, spec.port))
         // The analysis sees the wire from the detecting side: for crash-client B is "A" (its

@@ -21,6 +21,10 @@ public struct Trial: Sendable {
     /// Where the trial runs, for the result's `backend`: the launcher that started this process
     /// declares it (host, userns, uml); see ExecutionEnvironment.
     public var backend: String = ExecutionEnvironment.backendLabel
+    /// Shared by the trials of a run: at most a few set up at once (see SetupGate). nil: no limit.
+    public var setupGate: SetupGate?
+    /// Called once the client is ready (topology, capture and both peers up), before the fault.
+    public var onReady: (@Sendable () -> Void)?
 
     public init(spec: TrialSpec, id: LabID, peerExecutable: String, pcapPath: String?) {
         self.spec = spec
@@ -47,11 +51,21 @@ public struct Trial: Sendable {
     public func run() throws -> TrialResult {
         if usesApps { return try runWithApps() }  // real programs as peers: AppTrial.swift
         try spec.validate()
+        // Setup (namespaces, veths, capture ring, two process starts) is CPU work; the trial after
+        // it mostly waits on kernel timers. Queue setups through the gate rather than piling
+        // hundreds onto one instant.
+        let gate = setupGate.map { $0.enter() }
+        defer { gate?.leave() }
         let (topology, network) = try prepareNetwork()
-        defer { topology.teardown() }
+        // Runs last: by then every peer this trial started (the only processes that enter its
+        // namespaces) has been SIGKILLed and reaped by the defer below, so no /proc scan is needed.
+        defer { topology.teardown(onlyReapedProcesses: true) }
         let capturePath = pcapPath ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("kal-\(id.run)-\(id.trial).pcap").path
-        let capture = try topology.r.perform { try PacketCapture(interface: Topology.rToA, pcapPath: capturePath) }
+        let capture = try topology.r.perform {
+            try PacketCapture(interface: Topology.rToA, pcapPath: capturePath,
+                              ringBytes: spec.workload == .stream ? PacketCapture.bulkRingBytes : PacketCapture.smallRingBytes)
+        }
         capture.start()
         var peers: [PeerProcess] = []
         defer {
@@ -73,6 +87,8 @@ public struct Trial: Sendable {
         guard let ready = client.waitFor(.ready, timeout: 5) else {
             throw TrialError(message: "client in \(topology.a.name) never became ready: \(client.events.last.map { "\($0.kind.rawValue) \($0.detail ?? "")" } ?? "no events") \(client.stderrText)")
         }
+        gate?.leave()
+        onReady?()
         Self.sleep(until: ready.t + spec.faultDelay)
 
         client.send(command: "snapshot")
@@ -109,13 +125,17 @@ public struct Trial: Sendable {
         }
         var atDetection: PeerTCPInfo?
         if let detection {
-            // The peer snapshots TCP_INFO right before reporting the error; pick that one up.
-            atDetection = client.events.last(where: { $0.kind == .tcpInfo && $0.t <= detection.t + 0.001 && $0.t > tFault })?.tcpInfo
+            // The peer snapshots TCP_INFO right before reporting the error (the error carries the
+            // earlier instant its poll returned): the last snapshot before it in the event order.
+            let events = client.events
+            let upTo = events.lastIndex(of: detection) ?? events.endIndex
+            atDetection = events[..<upTo].last(where: { $0.kind == .tcpInfo && $0.t > tFault })?.tcpInfo
             Self.sleep(until: detection.t + Self.tail)
         }
         let networkReport = network.finish(client: client, server: server)
         let packets = capture.stop()
         if let error = capture.readError { notes.append("capture: \(error)") }
+        if capture.droppedFrames > 0 { notes.append("capture: the kernel dropped \(capture.droppedFrames) frame(s) (capture ring full): the wire record is incomplete") }
 
         let clientPort = client.events.first(where: { $0.kind == .connected })?.local
             .flatMap { $0.split(separator: ":").last }.flatMap { UInt16($0) } ?? 0

@@ -1,0 +1,75 @@
+import Foundation
+
+/// Lets a bounded number of trials set up at once (topology, capture, peers until the client is
+/// ready); the rest wait their turn in arrival order, blocked on a condition, not polling.
+///
+/// Hundreds of trials started together otherwise all create namespaces, allocate capture rings
+/// and exec peers in the same instant: the CPU work is the same, but every trial's setup then
+/// finishes at the end of the pile-up instead of one after another. Pipelined, the first trials
+/// are already waiting on their kernel timers while later ones set up.
+public final class SetupGate: @unchecked Sendable {
+    public let width: Int
+    private let lock = NSLock()
+    private var inside = 0
+    /// Waiters in arrival order, each on its own semaphore: a release wakes exactly the next one
+    /// (a shared condition would wake all of them, a thousand context switches per release).
+    private var waiting: [DispatchSemaphore] = []
+    private var head = 0
+
+    /// Two setups per CPU: one thread's setup blocks on process start and the peer's first
+    /// exchange, and the other keeps the CPU busy meanwhile.
+    public static var defaultWidth: Int {
+        if let text = getenv("KEEPALIVE_LAB_SETUP_WIDTH"), let n = Int(String(cString: text)), n > 0 { return n }
+        return max(2, 2 * ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    public init(width: Int = SetupGate.defaultWidth) { self.width = max(1, width) }
+
+    /// Blocks until this caller may set up (first come, first served). `Pass.leave()` is
+    /// idempotent.
+    public func enter() -> Pass {
+        let wait: DispatchSemaphore? = lock.withLock {
+            if inside < width && head == waiting.count {
+                inside += 1
+                return nil
+            }
+            let semaphore = DispatchSemaphore(value: 0)
+            waiting.append(semaphore)
+            return semaphore
+        }
+        wait?.wait()  // the releasing caller handed its place over: `inside` already counts us
+        return Pass(gate: self)
+    }
+
+    fileprivate func release() {
+        let next: DispatchSemaphore? = lock.withLock {
+            guard head < waiting.count else {
+                inside -= 1
+                return nil
+            }
+            let next = waiting[head]
+            head += 1
+            if head == waiting.count {
+                waiting.removeAll(keepingCapacity: true)
+                head = 0
+            }
+            return next
+        }
+        next?.signal()
+    }
+
+    public final class Pass: @unchecked Sendable {
+        private let gate: SetupGate
+        private let lock = NSLock()
+        private var left = false
+        fileprivate init(gate: SetupGate) { self.gate = gate }
+
+        public func leave() {
+            let first = lock.withLock { () -> Bool in
+                defer { left = true }
+                return !left
+            }
+            if first { gate.release() }
+        }
+    }
+}
