@@ -18,6 +18,7 @@
 #include <linux/magic.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <cpuid.h>
 #include <linux/audit.h>
@@ -461,6 +462,108 @@ pid_t kal_spawn(const char *path, char *const argv[], char *const envp[], const 
         int status;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
         return -(child_errno ? child_errno : ECHILD);
+    }
+    return pid;
+}
+
+/* Three descriptors reserved at load time (the lowest free ones then, normally 3, 4, 5) and, while
+ * spawning, the slots the child's stdio passes through. /dev/null, CLOEXEC, when idle. */
+static int stdio_slots[3] = {-1, -1, -1};
+static pthread_mutex_t stdio_spawn_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Alignas(64) char stdio_spawn_stack[64 * 1024];
+
+/* Slots above 2 (a harness started with a closed stdio must not get its slots there). At load time
+ * when /dev is there, so they are the lowest descriptors; else at the first spawn. */
+static void reserve_stdio_slots(void) {
+    for (int i = 0; i < 3; i++) {
+        if (stdio_slots[i] >= 0) continue;
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return;
+        if (fd > 2) { stdio_slots[i] = fd; continue; }
+        stdio_slots[i] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        close(fd);
+    }
+}
+
+__attribute__((constructor)) static void reserve_stdio_slots_at_load(void) { reserve_stdio_slots(); }
+
+struct stdio_spawn {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    int top;            /* the highest slot */
+    volatile int err;   /* the child's errno when it could not exec (shared memory: CLONE_VM) */
+};
+
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+
+static int stdio_spawn_child(void *arg) {
+    struct stdio_spawn *s = arg;
+    /* A private descriptor table holding only 0 … top (the kernel copies nothing above). */
+    if (syscall(SYS_close_range, s->top + 1, ~0U, CLOSE_RANGE_UNSHARE) != 0) {
+        /* Before Linux 5.9: a full private copy, then closed above the slots. */
+        if (unshare(CLONE_FILES) != 0) { s->err = errno; _exit(127); }
+        int max = (int)sysconf(_SC_OPEN_MAX);
+        for (int fd = s->top + 1; fd < max; fd++) close(fd);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (dup2(stdio_slots[i], i) < 0) { s->err = errno; _exit(127); }
+    }
+    /* 3 … top: the slots and whatever low descriptors the harness had before them. */
+    for (int fd = 3; fd <= s->top; fd++) close(fd);
+    /* The signal table is our own copy (no CLONE_SIGHAND): the harness may ignore these. */
+    int defaults[] = {SIGPIPE, SIGINT, SIGTERM, SIGHUP};
+    for (unsigned i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) signal(defaults[i], SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(s->path, s->argv, s->envp);
+    s->err = errno;
+    _exit(127);
+}
+
+pid_t kal_spawn_stdio(const char *path, char *const argv[], char *const envp[],
+                      int in_fd, int out_fd, int err_fd) {
+    int sources[3] = {in_fd, out_fd, err_fd};
+    struct stdio_spawn s = {path, argv, envp, 0, 0};
+    pthread_mutex_lock(&stdio_spawn_lock);
+    reserve_stdio_slots();
+    if (stdio_slots[0] < 0 || stdio_slots[1] < 0 || stdio_slots[2] < 0) {
+        pthread_mutex_unlock(&stdio_spawn_lock);
+        return -EMFILE;
+    }
+    int placed = 0;
+    int err = 0;
+    for (; placed < 3; placed++) {
+        if (dup3(sources[placed], stdio_slots[placed], O_CLOEXEC) < 0) { err = errno; break; }
+        if (stdio_slots[placed] > s.top) s.top = stdio_slots[placed];
+    }
+    pid_t pid = -1;
+    if (!err) {
+        /* Every signal blocked while the child runs on our memory: no handler of ours may run on
+         * its stack (the child unblocks before exec). */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pid = clone(stdio_spawn_child, stdio_spawn_stack + sizeof(stdio_spawn_stack),
+                    CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &s);
+        if (pid < 0) err = errno;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    /* Back to /dev/null: the slots must not keep the child's ends open (EOF detection). */
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    for (int i = 0; i < placed; i++) {
+        if (null_fd >= 0) dup3(null_fd, stdio_slots[i], O_CLOEXEC);
+    }
+    if (null_fd >= 0) close(null_fd);
+    pthread_mutex_unlock(&stdio_spawn_lock);
+    if (err) return -err;
+    if (s.err) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        return -s.err;
     }
     return pid;
 }

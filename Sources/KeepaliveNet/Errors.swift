@@ -33,6 +33,11 @@ public struct NetlinkError: Error, CustomStringConvertible, Equatable, Sendable 
         self.extack = extack
     }
 
+    /// The kernel or libnl refused an address family (e.g. IPv6 not built into the kernel).
+    public var isAddressFamilyNotSupported: Bool {
+        kernelErrno == EAFNOSUPPORT || libnlCode == NLE_AF_NOSUPPORT
+    }
+
     public var libnlMessage: String { String(cString: nl_geterror(libnlCode)) }
 
     public var description: String {

@@ -43,11 +43,11 @@ public final class Topology: @unchecked Sendable {
     public static func build(id: LabID) throws -> Topology {
         var made: [NetworkNamespace] = []
         do {
-            let (a, nlA) = try makeHost(id.namespaceName(.a), forwarding: false)
+            let (a, nlA) = try makeHost(id.namespaceName(.a))
             made.append(a)
-            let (r, nlR) = try makeHost(id.namespaceName(.r), forwarding: true)
+            let (r, nlR) = try makeHost(id.namespaceName(.r))
             made.append(r)
-            let (b, nlB) = try makeHost(id.namespaceName(.b), forwarding: false)
+            let (b, nlB) = try makeHost(id.namespaceName(.b))
             made.append(b)
             let topology = Topology(id: id, a: a, r: r, b: b, nlA: nlA, nlR: nlR, nlB: nlB)
             made.removeAll()
@@ -78,15 +78,15 @@ public final class Topology: @unchecked Sendable {
 
     deinit { teardown() }
 
-    /// A namespace with lo up and, on hosts, no IPv6 (router solicitations and DAD would only add
-    /// noise to captures). The netlink socket is opened on the creating thread, inside.
-    private static func makeHost(_ name: String, forwarding: Bool) throws -> (NetworkNamespace, NetlinkSocket) {
+    /// A namespace with lo up. The netlink socket is opened on the creating thread, inside. No
+    /// sysctl is written here: each link is readied through netlink before it goes up
+    /// (`prepareLink`: no IPv6 link-local — router solicitations and DAD would only add noise to
+    /// captures — and forwarding on R's two ports), because /proc/sys gets slower with every
+    /// namespace on the machine.
+    private static func makeHost(_ name: String) throws -> (NetworkNamespace, NetlinkSocket) {
         var socket: NetlinkSocket?
         let ns = try NetworkNamespace.create(named: name) {
             let made = try NetlinkSocket(namespaceName: name)
-            try? Sysctl.write("net.ipv6.conf.default.disable_ipv6", "1")
-            try? Sysctl.write("net.ipv6.conf.all.disable_ipv6", "1")
-            if forwarding { try Sysctl.write("net.ipv4.ip_forward", "1") }
             try made.setLink("lo", up: true)
             socket = made
         }
@@ -96,11 +96,15 @@ public final class Topology: @unchecked Sendable {
     private func wire() throws {
         guard let nlA = netlinkA, let nlR = netlinkR, let nlB = netlinkB else { return }
         try nlR.createVeth(
-            VethEnd(name: Self.rToA, mac: Self.raMAC, ifindex: Self.raIfindex, up: true),
+            VethEnd(name: Self.rToA, mac: Self.raMAC, ifindex: Self.raIfindex),
             peer: VethEnd(name: Self.hostInterface, namespace: a, mac: Self.aMAC, ifindex: Self.hostIfindex))
         try nlR.createVeth(
-            VethEnd(name: Self.rToB, mac: Self.rbMAC, ifindex: Self.rbIfindex, up: true),
+            VethEnd(name: Self.rToB, mac: Self.rbMAC, ifindex: Self.rbIfindex),
             peer: VethEnd(name: Self.hostInterface, namespace: b, mac: Self.bMAC, ifindex: Self.hostIfindex))
+        for (port, ifindex) in [(Self.rToA, Self.raIfindex), (Self.rToB, Self.rbIfindex)] {
+            try nlR.prepareLink(port, ifindex: ifindex, ipv4Forwarding: true)
+            try nlR.setLink(port, ifindex: ifindex, up: true)
+        }
         try nlR.addAddress(Self.raAddress, ifindex: Self.raIfindex, label: Self.rToA)
         try nlR.addAddress(Self.rbAddress, ifindex: Self.rbIfindex, label: Self.rToB)
         try nlR.addPermanentNeighbour(Self.aAddress.address, mac: Self.aMAC, ifindex: Self.raIfindex)
@@ -111,6 +115,7 @@ public final class Topology: @unchecked Sendable {
 
     private static func configureHost(_ nl: NetlinkSocket, address: IPv4Interface, router: IPv4Address,
                                       routerMAC: MACAddress) throws {
+        try nl.prepareLink(hostInterface, ifindex: hostIfindex, ipv4Forwarding: false)
         try nl.setLink(hostInterface, ifindex: hostIfindex, up: true)
         try nl.addAddress(address, ifindex: hostIfindex, label: hostInterface)
         try nl.addPermanentNeighbour(router, mac: routerMAC, ifindex: hostIfindex)
@@ -150,7 +155,7 @@ public final class Topology: @unchecked Sendable {
             bGeneration += 1
             return (id.namespaceName(.b, generation: bGeneration), netlinkB)
         }
-        let (fresh, nlFresh) = try Self.makeHost(name, forwarding: false)
+        let (fresh, nlFresh) = try Self.makeHost(name)
         do {
             try currentB?.moveLink(Self.hostInterface, to: fresh)
             try Self.configureHost(nlFresh, address: Self.bAddress, router: Self.rbAddress.address,

@@ -51,6 +51,14 @@ struct TopologyTests {
         #expect(ip("-n", aName, "route").contains("198.18.0.0/15 via 198.18.1.1 dev eth0"))
         #expect(ip("-n", id.namespaceName(.r), "link", "show", "r-b").contains("02:00:c6:12:02:01"))
         #expect(!ip("-n", aName, "route").contains("default"))
+        // No IPv6 on the wire (no link-local address: no DAD, router solicitation or MLD), and R
+        // forwards on its two ports only — readied through netlink, not /proc/sys.
+        for (ns, dev) in [(aName, "eth0"), (id.namespaceName(.b), "eth0"), (id.namespaceName(.r), "r-a"), (id.namespaceName(.r), "r-b")] {
+            #expect(ip("-n", ns, "-6", "addr", "show", "dev", dev).isEmpty, "\(ns) \(dev) has an IPv6 address")
+            #expect(ip("-n", ns, "-d", "link", "show", dev).contains("addrgenmode none"))
+        }
+        #expect(ip("-n", id.namespaceName(.r), "netconf", "show", "dev", "r-a").contains("forwarding on"))
+        #expect(ip("-n", aName, "netconf", "show", "dev", "eth0").contains("forwarding off"))
 
         try topology.netlinkA!.setLink("eth0", up: false)
         #expect(try !topology.netlinkA!.linkInfo("eth0").isUp)
@@ -104,6 +112,7 @@ struct TopologyTests {
         #expect(topology.b.name == id.namespaceName(.b, generation: 1))
         #expect(!NetworkNamespace.listNames().contains(oldB))
         #expect(try topology.netlinkB!.linkInfo("eth0").mac == Topology.bMAC)
+        #expect(ip("-n", topology.b.name, "-6", "addr", "show", "dev", "eth0").isEmpty, "the moved eth0 got an IPv6 link-local address")
         #expect(try topology.netlinkR!.linkInfo("r-b").hasCarrier)
         #expect(try ConnectivityCheck.exchange(over: topology, port: 7001).reply == "pong:ping")
     }
