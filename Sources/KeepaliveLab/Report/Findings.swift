@@ -75,7 +75,7 @@ public enum Findings {
 
     /// Unacknowledged data: the retransmission timer governs and keepalive stays silent.
     static func unackedData(_ cell: Cell) -> String? {
-        let rs = cell.results.filter { $0.marks["oldest_unacked"] != nil && $0.outcome == .detected }
+        let rs = cell.results.filter { $0.marks.oldestUnacked != nil && $0.outcome == .detected }
         guard !rs.isEmpty, let spec = rs.first?.spec, spec.workload != .idle else { return nil }
         let probes = rs.map(\.probesSent).reduce(0, +)
         let sinceUnacked = rs.compactMap(\.sinceOldestUnackedS)
@@ -144,9 +144,9 @@ public enum Findings {
     static func reboot(_ cell: Cell) -> String? {
         let rs = cell.results
         guard let spec = rs.first?.spec, case .reboot = spec.fault,
-              rs.allSatisfy({ $0.errno == "ECONNRESET" && $0.marks["b_back"] != nil }),
+              rs.allSatisfy({ $0.errno == "ECONNRESET" && $0.marks.bBack != nil }),
               let latency = cell.stats.latencyMedianS else { return nil }
-        let backs = rs.compactMap { $0.marks["b_back"] }
+        let backs = rs.compactMap { $0.marks.bBack }
         var text = "B came back \(span(backs)) s after the crash"
         // Which of A's segments drew the RST: the last A→B segment before B's RST.
         let triggers: [String] = rs.compactMap { r in
@@ -164,7 +164,7 @@ public enum Findings {
         text += ": ECONNRESET \(fmtSeconds(latency)) s after the fault" + (rs.count > 1 ? " (median)" : "")
         if let k = spec.effectiveClientKeepalive {
             let silent = Expectation.keepalive(k, userTimeoutMs: spec.clientPolicy.userTimeoutMs)
-            let anchors = rs.compactMap { $0.marks["last_rx"] }
+            let anchors = rs.compactMap { $0.marks.lastReceived }
             if let a = ReportStats.median(anchors) {
                 let wouldBe = a + silent.seconds
                 if wouldBe > latency {
@@ -250,8 +250,8 @@ public enum Findings {
         let rs = cell.results
         guard let spec = rs.first?.spec, case let .natIdle(timeout, mode) = spec.fault else { return nil }
         var parts: [String] = []
-        let forgotten = rs.filter { $0.marks["conntrack_expired"] != nil }
-        let kept = rs.filter { $0.marks["conntrack_expired"] == nil }
+        let forgotten = rs.filter { $0.marks.conntrackExpired != nil }
+        let kept = rs.filter { $0.marks.conntrackExpired == nil }
         let of = rs.count > 1 ? " (\(forgotten.count) of \(rs.count) trials)" : ""
         if !forgotten.isEmpty {
             let idle = forgotten.compactMap(\.conntrackIdleS)
@@ -260,12 +260,12 @@ public enum Findings {
             text += " (timeout \(timeout) s)"
             // The first segment A sent into the forgotten connection, in trials that got no answer.
             let victims: [(r: TrialResult, e: TimelineEntry)] = forgotten.compactMap { r in
-                guard r.marks["answer"] == nil, let expired = r.marks["conntrack_expired"] else { return nil }
-                let after = min(r.marks["conntrack_last_seen"] ?? expired, expired)
+                guard r.marks.answer == nil, let expired = r.marks.conntrackExpired else { return nil }
+                let after = min(r.marks.conntrackLastSeen ?? expired, expired)
                 return r.timeline.first { $0.direction == .aToB && $0.t > after && $0.kind != .icmp }.map { (r, $0) }
             }
             if victims.count == forgotten.count, let first = victims.first {
-                let isRequest = victims.allSatisfy { v in v.r.marks["send"].map { abs(v.e.t - $0) < 0.05 } ?? false }
+                let isRequest = victims.allSatisfy { v in v.r.marks.send.map { abs(v.e.t - $0) < 0.05 } ?? false }
                 let what: String
                 if isRequest {
                     what = "the request \(fmtNumber(spec.effectiveSilence ?? first.e.t)) s after the fault"
@@ -281,7 +281,7 @@ public enum Findings {
                     text += "; \(what) was dropped as INVALID"
                     // The request's fate too when a probe met the forgotten entry first.
                     let sentRequest = victims.allSatisfy { v in
-                        v.r.marks["send"].map { send in v.r.timeline.contains { $0.direction == .aToB && $0.kind == .data && abs($0.t - send) < 0.05 } } ?? false
+                        v.r.marks.send.map { send in v.r.timeline.contains { $0.direction == .aToB && $0.kind == .data && abs($0.t - send) < 0.05 } } ?? false
                     }
                     if !isRequest, sentRequest { text += ", and so was the request \(silence) s after the fault" }
                     let resends = victims.map { v in
@@ -324,7 +324,7 @@ public enum Findings {
             } else {
                 text = "R's entry never expired" + (rs.count > 1 ? " in \(kept.count) of \(rs.count) trials" : "")
             }
-            let answered = kept.compactMap { r in r.marks["answer"].flatMap { a in r.marks["send"].map { a - $0 } } }
+            let answered = kept.compactMap { r in r.marks.answer.flatMap { a in r.marks.send.map { a - $0 } } }
             if answered.count == kept.count, !answered.isEmpty {
                 text += "; the request \(fmtNumber(spec.effectiveSilence ?? 0)) s after the fault was answered \(shortSpan(answered)) after the send"
             }
@@ -358,7 +358,7 @@ public enum Findings {
             }
         case let .partition(seconds, direction):
             text = "during the \(Fault.format(seconds)) s partition (\(direction.rawValue)) \(intSpan(lost)) keepalive probe\(lost.max() == 1 ? "" : "s") got no reply\(per)"
-            if rs.allSatisfy({ $0.marks["heal"] != nil }), answered.contains(where: { $0 > 0 }) {
+            if rs.allSatisfy({ $0.marks.heal != nil }), answered.contains(where: { $0 > 0 }) {
                 text += "; after R healed, \(intSpan(answered)) were answered"
             }
         default:
@@ -390,7 +390,7 @@ public enum Findings {
             } else if case .partition = spec.fault {
                 // Healed before A's verdict, but no probe went out in between to find out.
                 let late = rs.compactMap { r -> Double? in
-                    guard let heal = r.marks["heal"], let d = r.detectionLatencyS, heal < d,
+                    guard let heal = r.marks.heal, let d = r.detectionLatencyS, heal < d,
                           !r.timeline.contains(where: { $0.kind == .keepaliveProbe && $0.direction == .aToB && $0.t > heal && $0.t < d })
                     else { return nil }
                     return d - heal

@@ -64,7 +64,7 @@ struct TrialStory {
             items.insert((t, .marker(t: t, marker, text: text)), at: at)
         }
         // The connection setup and first exchange (up to "ready") are always drawn in full.
-        let collapsed = Self.collapse(items, above: collapseAbove, keep: keep, after: r.marks["ready"] ?? -.infinity)
+        let collapsed = Self.collapse(items, above: collapseAbove, keep: keep, after: r.marks.ready ?? -.infinity)
         var out: [Line] = []
         var previous: Double?
         for item in collapsed {
@@ -108,21 +108,21 @@ struct TrialStory {
     static func note(_ e: TimelineEntry, _ r: TrialResult) -> String? {
         if r.spec.fault == .crashClient {
             // B is the detecting side: last_rx and the abort are B's.
-            if let last = r.marks["last_rx"], e.direction == .aToB, abs(e.t - last) < 1e-6 { return "last segment B hears from A" }
+            if let last = r.marks.lastReceived, e.direction == .aToB, abs(e.t - last) < 1e-6 { return "last segment B hears from A" }
             if e.kind == .rst, e.direction == .bToA, let w = r.wireAbortS, abs(e.t - w) < 1e-6 { return "B aborts the connection" }
             return nil
         }
-        if let last = r.marks["last_rx"], e.direction == .bToA, abs(e.t - last) < 1e-6 {
-            if case .natIdle = r.spec.fault, e.kind == .data, let answer = r.marks["answer"], abs(e.t - answer) < 0.05 {
+        if let last = r.marks.lastReceived, e.direction == .bToA, abs(e.t - last) < 1e-6 {
+            if case .natIdle = r.spec.fault, e.kind == .data, let answer = r.marks.answer, abs(e.t - answer) < 0.05 {
                 return "the answer; last segment A hears from B"
             }
             return "last segment A hears from B"
         }
         if e.kind == .rst, e.direction == .aToB, let w = r.wireAbortS, abs(e.t - w) < 1e-6 { return "A aborts the connection" }
-        if e.kind == .rst, e.direction == .bToA, r.marks["b_back"] != nil { return "B's fresh kernel has no such connection" }
+        if e.kind == .rst, e.direction == .bToA, r.marks.bBack != nil { return "B's fresh kernel has no such connection" }
         if e.kind == .icmp { return "from R" }
         if case .natIdle = r.spec.fault, e.direction == .aToB, e.kind == .data,
-           let send = r.marks["send"], abs(e.t - send) < 0.05 {
+           let send = r.marks.send, abs(e.t - send) < 0.05 {
             return "the request after \(fmtNumber(r.spec.effectiveSilence ?? send)) s of silence"
         }
         return nil
@@ -142,7 +142,7 @@ struct TrialStory {
     static func paths(_ r: TrialResult) -> [(path: Path, why: String?)] {
         let timeline = r.timeline
         let fault = r.spec.fault
-        let back = r.marks["b_back"]
+        let back = r.marks.bBack
         var out: [(path: Path, why: String?)] = timeline.map { e in
             if e.kind == .icmp { return (.fromR, nil) }
             if e.direction == .aToB, fault.takesHostDown, e.t >= 0, e.t < (back ?? .infinity) { return (.toDeadPeer, nil) }
@@ -151,10 +151,10 @@ struct TrialStory {
         let answers = probeAnswers(timeline)
         switch fault {
         case let .natIdle(_, mode):
-            guard let expired = r.marks["conntrack_expired"], r.marks["answer"] == nil else { break }
+            guard let expired = r.marks.conntrackExpired, r.marks.answer == nil else { break }
             // A packet while the entry still lived would have refreshed it: everything after the
             // last poll that saw the entry met a forgotten connection.
-            let after = min(r.marks["conntrack_last_seen"] ?? expired, expired)
+            let after = min(r.marks.conntrackLastSeen ?? expired, expired)
             for (i, e) in timeline.enumerated() where e.t > after && e.kind != .icmp {
                 if e.direction == .aToB {
                     out[i] = (.droppedAtR, mode == .reset ? "refused by R: invalid connection" : "dropped by R: invalid connection")
@@ -163,7 +163,7 @@ struct TrialStory {
                 }
             }
         case let .partition(seconds, direction):
-            let end = r.marks["heal"] ?? seconds
+            let end = r.marks.heal ?? seconds
             var window: [Int] = []
             for (i, e) in timeline.enumerated() where e.direction == .aToB && e.t >= 0 && e.t < end {
                 if answers[i] == true { continue }
@@ -236,26 +236,26 @@ struct TrialStory {
         var faultText = "fault: " + r.spec.fault.reportPhrase
         if case .natIdle = r.spec.fault {
             faultText = "fault: silence begins; " + r.spec.fault.reportPhrase
-            if r.marks["conntrack_expired"] == nil { faultText += "; R's entry for this connection never expired" }
+            if r.marks.conntrackExpired == nil { faultText += "; R's entry for this connection never expired" }
         }
         var out: [(Double, Marker, String)] = [(0, .fault, faultText)]
-        if let back = r.marks["b_back"] { out.append((back, .bBack, "B back: fresh host, same IP and MAC, no connection state")) }
-        if let expired = r.marks["conntrack_expired"] {
+        if let back = r.marks.bBack { out.append((back, .bBack, "B back: fresh host, same IP and MAC, no connection state")) }
+        if let expired = r.marks.conntrackExpired {
             var text = "R forgets the connection (conntrack entry expired"
             if let idle = r.conntrackIdleS { text += ", \(String(format: "%.2f", idle)) s idle" }
             if case let .natIdle(timeout, _) = r.spec.fault { text += "; timeout \(timeout) s" }
             out.append((expired, .conntrackExpired, text + ")"))
         }
-        if let heal = r.marks["heal"], case let .partition(seconds, _) = r.spec.fault {
+        if let heal = r.marks.heal, case let .partition(seconds, _) = r.spec.fault {
             out.append((heal, .heal, "partition heals: R forwards again (\(Fault.format(seconds)) s partition)"))
         }
-        if let d = r.marks["detection"] ?? r.detectionLatencyS {
+        if let d = r.marks.detection ?? r.detectionLatencyS {
             var text = r.detectionPhrase + ", \(fmtSeconds(d)) s after the fault"
             if r.outcome == .falsePositive { text += " (false positive: B was healthy)" }
             out.append((d, .detection, text))
         }
-        if r.marks["detection"] == nil && r.detectionLatencyS == nil {
-            let t = r.marks["deadline"] ?? r.spec.deadline
+        if r.marks.detection == nil && r.detectionLatencyS == nil {
+            let t = r.marks.deadline ?? r.spec.deadline
             let why: String
             switch r.outcome {
             case .missed: why = "\(r.detectingHost) never found out"
@@ -344,7 +344,7 @@ extension TrialResult {
     /// nat-idle: how long the connection had been quiet in R when its conntrack entry was found gone
     /// (the first poll without it minus the last segment captured before).
     var conntrackIdleS: Double? {
-        guard let expired = marks["conntrack_expired"],
+        guard let expired = marks.conntrackExpired,
               let last = timeline.last(where: { $0.direction != .other && $0.t < expired }) else { return nil }
         return expired - last.t
     }
