@@ -150,12 +150,8 @@ public enum Findings {
         var text = "B came back \(span(backs)) s after the crash"
         // Which of A's segments drew the RST: the last A→B segment before B's RST.
         let triggers: [String] = rs.compactMap { r in
-            guard let rst = r.timeline.firstIndex(where: { $0.kind == .rst && $0.direction == .bToA && $0.t >= 0 }),
-                  let trigger = r.timeline[..<rst].last(where: { $0.direction == .aToB }) else { return nil }
-            if trigger.kind == .keepaliveProbe {
-                let n = r.timeline[...rst].filter { $0.kind == .keepaliveProbe && $0.t >= 0 }.count
-                return "keepalive probe \(n)"
-            }
+            guard let (trigger, number) = TrialInference(r).rebootTrigger else { return nil }
+            if let number { return "keepalive probe \(number)" }
             return TrialStory.label(trigger, probeNumber: 0, fault: spec.fault)
         }
         if triggers.count == rs.count, Set(triggers).count == 1 {
@@ -218,22 +214,7 @@ public enum Findings {
     /// The interval between probes while B answers them.
     static func probePeriod(_ cell: Cell) -> String? {
         guard let k = cell.results.first?.spec.effectiveClientKeepalive else { return nil }
-        var gaps: [Double] = []
-        for r in cell.results {
-            var lastAnswered: Double?
-            var pending: Double?
-            for e in r.timeline {
-                switch e.kind {
-                case .keepaliveProbe where e.direction == .aToB:
-                    if let a = lastAnswered { gaps.append(e.t - a) }
-                    pending = e.t
-                    lastAnswered = nil
-                case .keepaliveReply where e.direction == .bToA:
-                    lastAnswered = pending
-                default: break
-                }
-            }
-        }
+        let gaps = cell.results.flatMap { TrialInference($0).answeredProbeGaps }
         guard let median = ReportStats.median(gaps) else { return nil }
         let period = Double(max(k.idle, k.interval))
         var text = "while B answered, probes came every \(fmtSeconds(median)) s (median of \(gaps.count) gap\(plural(gaps.count)))"
@@ -259,13 +240,11 @@ public enum Findings {
                 + (idle.isEmpty ? "" : " \(span(idle, digits: 2)) s after the last packet it forwarded") + of
             text += " (timeout \(timeout) s)"
             // The first segment A sent into the forgotten connection, in trials that got no answer.
-            let victims: [(r: TrialResult, e: TimelineEntry)] = forgotten.compactMap { r in
-                guard r.marks.answer == nil, let expired = r.marks.conntrackExpired else { return nil }
-                let after = min(r.marks.conntrackLastSeen ?? expired, expired)
-                return r.timeline.first { $0.direction == .aToB && $0.t > after && $0.kind != .icmp }.map { (r, $0) }
+            let victims: [(r: TrialResult, e: TimelineEntry, v: TrialInference.NATVictim)] = forgotten.compactMap { r in
+                TrialInference(r).natVictim.map { (r, $0.entry, $0) }
             }
             if victims.count == forgotten.count, let first = victims.first {
-                let isRequest = victims.allSatisfy { v in v.r.marks.send.map { abs(v.e.t - $0) < 0.05 } ?? false }
+                let isRequest = victims.allSatisfy(\.v.isRequest)
                 let what: String
                 if isRequest {
                     what = "the request \(fmtNumber(spec.effectiveSilence ?? first.e.t)) s after the fault"
@@ -280,13 +259,9 @@ public enum Findings {
                 case .drop:
                     text += "; \(what) was dropped as INVALID"
                     // The request's fate too when a probe met the forgotten entry first.
-                    let sentRequest = victims.allSatisfy { v in
-                        v.r.marks.send.map { send in v.r.timeline.contains { $0.direction == .aToB && $0.kind == .data && abs($0.t - send) < 0.05 } } ?? false
-                    }
+                    let sentRequest = victims.allSatisfy(\.v.requestSent)
                     if !isRequest, sentRequest { text += ", and so was the request \(silence) s after the fault" }
-                    let resends = victims.map { v in
-                        v.r.timeline.filter { $0.direction == .aToB && $0.kind == .retransmission && $0.t > v.e.t }.count
-                    }
+                    let resends = victims.map(\.v.retransmissions)
                     if (isRequest || sentRequest), resends.allSatisfy({ $0 > 0 }) {
                         text += (isRequest ? " and" : ",") + " retransmitted \(intSpan(resends)) time\(resends.max() == 1 ? "" : "s") into the void"
                     }
@@ -369,16 +344,7 @@ public enum Findings {
             text += "; R dropped \(intSpan(drops.map(\.dropped))) of \(intSpan(drops.map(\.packets))) A→B packets in all"
         }
         // The longest run of unanswered probes decides: TCP_KEEPCNT in a row and A gives up.
-        let runs = rs.map { r -> Int in
-            var longest = 0
-            var run = 0
-            for (i, answer) in TrialStory.probeAnswers(r.timeline).enumerated() where r.timeline[i].t >= 0 {
-                guard let answer else { continue }
-                run = answer ? 0 : run + 1
-                longest = max(longest, run)
-            }
-            return longest
-        }
+        let runs = rs.map { TrialInference($0).longestUnansweredProbeRun }
         let limit = spec.clientPolicy.userTimeoutMs.map { $0 > 0 } == true ? nil : k.count
         if rs.allSatisfy({ $0.outcome == .falsePositive }) {
             let latencies = rs.compactMap(\.detectionLatencyS)
@@ -389,12 +355,7 @@ public enum Findings {
                 text += ": the partition would have healed at \(Fault.format(seconds)) s"
             } else if case .partition = spec.fault {
                 // Healed before A's verdict, but no probe went out in between to find out.
-                let late = rs.compactMap { r -> Double? in
-                    guard let heal = r.marks.heal, let d = r.detectionLatencyS, heal < d,
-                          !r.timeline.contains(where: { $0.kind == .keepaliveProbe && $0.direction == .aToB && $0.t > heal && $0.t < d })
-                    else { return nil }
-                    return d - heal
-                }
+                let late = rs.compactMap { TrialInference($0).healedUnnoticedS }
                 if late.count == rs.count {
                     text += ": R had healed \(span(late)) s before, after A's last probe had gone out"
                 }
