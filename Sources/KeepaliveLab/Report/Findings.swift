@@ -124,7 +124,7 @@ public enum Findings {
     static func icmp(_ cell: Cell) -> String? {
         let rs = cell.results
         guard let spec = rs.first?.spec, spec.fault == .crashICMP, spec.workload == .idle else { return nil }
-        let icmps = rs.map { r in r.timeline.filter { $0.kind == .icmp && $0.t >= 0 }.count }
+        let icmps = rs.map { TrialInference($0).icmpAfterFault }
         guard icmps.allSatisfy({ $0 > 0 }) else { return nil }
         let errnos = Set(rs.compactMap(\.errno))
         if errnos == ["ETIMEDOUT"] {
@@ -180,8 +180,8 @@ public enum Findings {
         let since = rs.compactMap(\.sinceFirstUnansweredHeartbeatS)
         if !since.isEmpty { text += ", \(span(since)) s after the first unanswered heartbeat" }
         if spec.fault == .freeze {
-            let acks = rs.map { r in r.timeline.filter { $0.t >= 0 && $0.direction == .bToA && $0.kind == .ack }.count }
-            let replies = rs.map { r in r.timeline.filter { $0.t >= 0 && $0.direction == .bToA && $0.kind == .heartbeat }.count }
+            let acks = rs.map { TrialInference($0).acksFromBAfterFault }
+            let replies = rs.map { TrialInference($0).heartbeatRepliesAfterFault }
             if acks.allSatisfy({ $0 > 0 }), replies.allSatisfy({ $0 == 0 }) {
                 text += "; B's kernel still ACKed the heartbeats (\(intSpan(acks)) ACKs) but the frozen server sent no reply"
             }
@@ -288,8 +288,8 @@ public enum Findings {
         }
         if !kept.isEmpty {
             // What kept the entry fresh: probes (or heartbeats) after the fault, at their median spacing.
-            let probeGaps = kept.flatMap { r in gaps(r.timeline.filter { $0.direction == .aToB && $0.kind == .keepaliveProbe && $0.t >= 0 }) }
-            let beatGaps = kept.flatMap { r in gaps(r.timeline.filter { $0.direction == .aToB && $0.kind == .heartbeat && $0.t >= 0 }) }
+            let probeGaps = kept.flatMap { TrialInference($0).probeSpacingAfterFault }
+            let beatGaps = kept.flatMap { TrialInference($0).heartbeatSpacingAfterFault }
             let never = "it never expired" + (rs.count > 1 ? " in \(kept.count) of \(rs.count) trials" : "")
             var text: String
             if let m = ReportStats.median(probeGaps) {
@@ -299,7 +299,7 @@ public enum Findings {
             } else {
                 text = "R's entry never expired" + (rs.count > 1 ? " in \(kept.count) of \(rs.count) trials" : "")
             }
-            let answered = kept.compactMap { r in r.marks.answer.flatMap { a in r.marks.send.map { a - $0 } } }
+            let answered = kept.compactMap(\.answerAfterSendS)
             if answered.count == kept.count, !answered.isEmpty {
                 text += "; the request \(fmtNumber(spec.effectiveSilence ?? 0)) s after the fault was answered \(shortSpan(answered)) after the send"
             }
@@ -371,11 +371,6 @@ public enum Findings {
     /// "0.6 ms" below 10 ms (three decimals of a second would round it to nothing), else "0.012 s".
     static func shortSpan(_ values: [Double]) -> String {
         (values.max() ?? 0) < 0.01 ? span(values.map { $0 * 1000 }, digits: 1) + " ms" : span(values) + " s"
-    }
-
-    /// Spacing of consecutive entries.
-    private static func gaps(_ entries: [TimelineEntry]) -> [Double] {
-        zip(entries.dropFirst(), entries).map { $0.t - $1.t }
     }
 
     static func mixed(_ cell: Cell) -> String? {

@@ -65,7 +65,7 @@ struct TrialInference {
     }
 
     /// nat-idle, no answer: the first A→B segment after R forgot the connection.
-    struct NATVictim {
+    struct NATVictim: Equatable {
         let entry: TimelineEntry
         /// It is the client's request after the silence (within 50 ms of the send).
         let isRequest: Bool
@@ -86,6 +86,16 @@ struct TrialInference {
     let longestUnansweredProbeRun: Int
     /// A's probe → its reply → A's next probe: the spacing while B answered.
     let answeredProbeGaps: [Double]
+    /// A's keepalive probes after the fault: the spacing of consecutive ones (answered or not) …
+    let probeSpacingAfterFault: [Double]
+    /// … and of A's heartbeats.
+    let heartbeatSpacingAfterFault: [Double]
+    /// ICMP errors from R after the fault.
+    let icmpAfterFault: Int
+    /// B's ACKs after the fault (a frozen server's kernel still ACKs) …
+    let acksFromBAfterFault: Int
+    /// … and the heartbeat replies B's server sent.
+    let heartbeatRepliesAfterFault: Int
     /// nat-idle, no answer, R forgot the connection: the first A→B segment that met the forgotten entry.
     let natVictim: NATVictim?
     /// partition: R healed before A's verdict and no probe went out in between — verdict − heal.
@@ -125,6 +135,16 @@ struct TrialInference {
             }
         }
         answeredProbeGaps = gaps
+
+        func spacing(_ kind: SegmentKind) -> [Double] {
+            let sent = timeline.filter { $0.direction == .aToB && $0.kind == kind && $0.t >= 0 }
+            return zip(sent.dropFirst(), sent).map { $0.t - $1.t }
+        }
+        probeSpacingAfterFault = spacing(.keepaliveProbe)
+        heartbeatSpacingAfterFault = spacing(.heartbeat)
+        icmpAfterFault = timeline.filter { $0.kind == .icmp && $0.t >= 0 }.count
+        acksFromBAfterFault = timeline.filter { $0.t >= 0 && $0.direction == .bToA && $0.kind == .ack }.count
+        heartbeatRepliesAfterFault = timeline.filter { $0.t >= 0 && $0.direction == .bToA && $0.kind == .heartbeat }.count
 
         natVictim = Self.natVictim(r)
 
@@ -294,6 +314,11 @@ extension TrialResult {
     var forgottenAfter: Double? {
         guard let expired = marks.conntrackExpired, marks.answer == nil else { return nil }
         return min(marks.conntrackLastSeen ?? expired, expired)
+    }
+
+    /// nat-idle: the client's send → the answer reaching it.
+    var answerAfterSendS: Double? {
+        marks.answer.flatMap { a in marks.send.map { a - $0 } }
     }
 
     /// The segment is the client's request after the silence (within 50 ms of the send).
