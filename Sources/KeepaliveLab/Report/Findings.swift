@@ -440,12 +440,3 @@ public enum Findings {
     static func plural(_ n: Int) -> String { n == 1 ? "" : "s" }
 }
 
-extension Fault {
-    /// The direction R impairs for loss and partition; nil for the other faults.
-    var impairmentDirection: ImpairmentDirection? {
-        switch self {
-        case let .loss(_, direction), let .partition(_, direction): return direction
-        default: return nil
-        }
-    }
-}
