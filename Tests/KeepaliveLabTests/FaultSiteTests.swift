@@ -28,5 +28,18 @@ import Testing
         }
         #expect(try Fault(parsing: "loss:30,a2b").impairmentDirection == .a2b)
         #expect(try Fault(parsing: "nat-idle:5").impairmentDirection == nil)
+        #expect(["crash-icmp", "nat-idle:5"].allSatisfy { (try? Fault(parsing: $0))?.installsRulesInR == true })
+        #expect(!["crash", "loss:30", "partition:3", "none"].contains { (try? Fault(parsing: $0))?.installsRulesInR == true })
+    }
+
+    /// Which faults need nftables in the kernel under test (for choosing a backend).
+    @Test func nftablesNeeds() throws {
+        for (text, engine, needs) in [("crash", nil, false), ("crash-icmp", nil, true), ("nat-idle:5", nil, true),
+                                      ("loss:30", ImpairmentEngineChoice.auto, false), ("loss:30", .nftables, true),
+                                      ("partition:3", .nftables, true), ("partition:3", .netem, false), ("freeze", nil, false)] {
+            var spec = TrialSpec(fault: try Fault(parsing: text))
+            spec.impairment = engine
+            #expect(spec.kernelNeeds(clock: .real).nftables == needs, "\(text) \(engine.map(\.rawValue) ?? "-")")
+        }
     }
 }

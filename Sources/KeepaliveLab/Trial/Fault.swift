@@ -114,6 +114,15 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
     /// The fault needs an impairment engine in R.
     public var usesImpairment: Bool { impairmentDirection != nil }
 
+    /// The fault installs nftables rules in R itself (R answering for a dead B, R as NAT/firewall),
+    /// whatever engine impairs the link.
+    var installsRulesInR: Bool {
+        switch self {
+        case .crashICMP, .natIdle: return true
+        default: return false
+        }
+    }
+
     /// What the fault did, as a reader says it.
     var reportPhrase: String {
         switch self {
