@@ -1,4 +1,10 @@
 /// What happens to B (or to the path to it) at the fault instant.
+///
+/// A new kind of fault: its case, parsing and description here (R's faults parse in
+/// NetworkFault.swift), its `site` and `reportPhrase` (ladders, diagrams and the predicates follow);
+/// what it does at the fault instant in HostFault (hosts) or NetworkFaultDriver (R); what the kernel
+/// should do in TrialAnalysis.expectation and how long a trial waits in TrialDuration; for R's faults,
+/// what became of the segments in TrialInference.paths. The compiler points at the exhaustive ones.
 public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
     /// Nothing happens: B stays healthy (a baseline; a closed connection is a false positive).
     case none
