@@ -83,7 +83,7 @@ struct KernelTimerModelTests {
             let r = try JSONDecoder().decode(Line.self, from: Data(line.utf8)).result
             guard [Fault.crash, .crashICMP].contains(r.spec.fault), r.spec.workload == .idle,
                   r.spec.clientPolicy.userTimeoutMs == nil, r.spec.clientPolicy.heartbeat == nil,
-                  let k = r.spec.effectiveClientKeepalive, let last = r.marks["last_rx"], let detection = r.marks["detection"]
+                  let k = r.spec.effectiveClientKeepalive, let last = r.marks.lastReceived, let detection = r.marks.detection
             else { continue }
             let e = Expectation.keepalive(k, userTimeoutMs: nil, hz: 250)
             let sent = r.timeline.filter { $0.direction == .aToB }.map { (t: $0.t, kind: $0.kind, payload: $0.payload) }

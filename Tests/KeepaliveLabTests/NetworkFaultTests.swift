@@ -68,7 +68,7 @@ struct NetworkFaultTests {
         #expect(r.dataReachedB == true && r.answerReceived == true)
         #expect(r.conntrackExpiredS == nil, "R's entry expired at \(r.conntrackExpiredS ?? -1) s")
         #expect(r.probesSent >= 4 && r.probeReplies == r.probesSent)
-        let send = try #require(r.marks["send"])
+        let send = try #require(r.marks.send)
         #expect(send >= 10 && send < 10.3)
         #expect(r.impairmentEngine == nil, "NAT needs no impairment engine")
         // The conntrack CLI, independently: the entry was there with R's short timeout, and never vanished.
@@ -92,7 +92,7 @@ struct NetworkFaultTests {
         let expired = try #require(r.conntrackExpiredS)
         // Last packet ~0.2 s before the fault, 5 s timeout, 50 ms polls.
         #expect(expired > 4.5 && expired < 5.5, "expired at \(expired) s")
-        #expect(try #require(r.marks["send"]) >= 10, "default silence is twice the timeout")
+        #expect(try #require(r.marks.send) >= 10, "default silence is twice the timeout")
         let afterSend = r.timeline.filter { $0.t > 10 && $0.direction == .aToB && $0.kind == .retransmission }
         #expect(afterSend.count >= 3, "A retransmits into the void: \(afterSend.count)")
         #expect(r.brokenHow?.contains("retransmitted") == true)
@@ -143,7 +143,7 @@ struct NetworkFaultTests {
         let r = try trial(TrialSpec(clientPolicy: Policy(keepalive: KeepaliveSetting(idle: 1, interval: 1, count: 10)),
                                     fault: .partition(seconds: 3, direction: .both), deadline: 8), name: "part110")
         #expect(r.outcome == .survived)
-        let heal = try #require(r.marks["heal"])
+        let heal = try #require(r.marks.heal)
         #expect(heal >= 3 && heal < 3.1)
         #expect(try #require(r.probesLost) >= 2, "probes sent during the partition got no reply")
         #expect(try #require(r.probesAnswered) >= 2, "probes after the heal were answered")

@@ -55,7 +55,7 @@ struct TrialTests {
                           name: "reboot")
         #expect(r.outcome == .detected)
         #expect(r.errno == "ECONNRESET")
-        let back = try #require(r.marks["b_back"])
+        let back = try #require(r.marks.bBack)
         let detection = try #require(r.detectionLatencyS)
         // Detected at the first probe after B came back: within one interval of its return.
         #expect(detection > back && detection < back + 1.0 + 0.15, "back at \(back) s, detected at \(detection) s")

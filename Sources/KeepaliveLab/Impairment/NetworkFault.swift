@@ -65,14 +65,6 @@ extension Fault {
         default: return description
         }
     }
-
-    /// The fault needs an impairment engine in R.
-    public var usesImpairment: Bool {
-        switch self {
-        case .loss, .partition: return true
-        default: return false
-        }
-    }
 }
 
 extension TrialSpec {

@@ -169,16 +169,16 @@ extension TrialAnalysis {
         result.seed = spec.seed
         result.impairmentDrops = network.drops
         result.notes += network.notes
-        func mark(_ name: String, _ t: Double?) { if let t { result.marks[name] = t - tFault } }
-        mark("heal", network.healAt)
+        func sinceFault(_ t: Double?) -> Double? { t.map { $0 - tFault } }
+        result.marks.heal = sinceFault(network.healAt)
         if spec.fault.usesImpairment {
             result.probesAnswered = result.probeReplies
             result.probesLost = max(0, result.probesSent - result.probeReplies)
         }
         guard case let .natIdle(timeout, mode) = spec.fault else { return }
 
-        mark("send", network.sendAt)
-        mark("answer", network.answerAt)
+        result.marks.send = sinceFault(network.sendAt)
+        result.marks.answer = sinceFault(network.answerAt)
         result.dataReachedB = network.dataReachedB
         result.answerReceived = network.answerAt != nil
         if let entry = network.conntrackAtFault {
@@ -187,10 +187,10 @@ extension TrialAnalysis {
             result.notes.append("R's conntrack had no entry for the connection at the fault")
         }
         if let ct = network.conntrack {
-            mark("conntrack_last_seen", ct.lastSeen)
+            result.marks.conntrackLastSeen = sinceFault(ct.lastSeen)
             if let gone = ct.goneAt {
                 result.conntrackExpiredS = gone - tFault
-                mark("conntrack_expired", gone)
+                result.marks.conntrackExpired = sinceFault(gone)
                 let lastPacket = segments.last(where: { $0.direction != .other && $0.t < gone })?.t
                 if let lastPacket {
                     result.notes.append(String(format: "R's conntrack entry expired %.2f s after the last packet it forwarded (timeout %d s; seen gone within 20 ms)",
@@ -268,8 +268,8 @@ extension TrialOutput {
             lines.append("probes after the fault: \(answered) answered, \(lost) lost (probe or reply dropped)")
         }
         if case .natIdle = r.spec.fault {
-            func at(_ key: String) -> String { r.marks[key].map { String(format: "%+.3f s", $0) } ?? "—" }
-            lines.append("nat-idle: client sent at \(at("send")), answer \(at("answer")), R's conntrack entry expired \(at("conntrack_expired"))"
+            func at(_ t: Double?) -> String { t.map { String(format: "%+.3f s", $0) } ?? "—" }
+            lines.append("nat-idle: client sent at \(at(r.marks.send)), answer \(at(r.marks.answer)), R's conntrack entry expired \(at(r.marks.conntrackExpired))"
                          + (r.dataReachedB.map { " · data reached B: \($0 ? "yes" : "no")" } ?? ""))
             if let how = r.brokenHow {
                 lines.append("broken: \(how)" + (r.foundOutAfterSendS.map { String(format: " (%.3f s after the send)", $0) } ?? ""))

@@ -100,7 +100,7 @@ extension TrialResult {
     public var expectedFromFaultS: Double? {
         guard let e = expected else { return nil }
         if let d = detectionLatencyS, let m = measuredS { return d - m + e.seconds }
-        return marks[e.anchor.rawValue].map { $0 + e.seconds }
+        return marks.instant(of: e.anchor).map { $0 + e.seconds }
     }
 }
 

@@ -75,7 +75,7 @@ public enum Findings {
 
     /// Unacknowledged data: the retransmission timer governs and keepalive stays silent.
     static func unackedData(_ cell: Cell) -> String? {
-        let rs = cell.results.filter { $0.marks["oldest_unacked"] != nil && $0.outcome == .detected }
+        let rs = cell.results.filter { $0.marks.oldestUnacked != nil && $0.outcome == .detected }
         guard !rs.isEmpty, let spec = rs.first?.spec, spec.workload != .idle else { return nil }
         let probes = rs.map(\.probesSent).reduce(0, +)
         let sinceUnacked = rs.compactMap(\.sinceOldestUnackedS)
@@ -124,7 +124,7 @@ public enum Findings {
     static func icmp(_ cell: Cell) -> String? {
         let rs = cell.results
         guard let spec = rs.first?.spec, spec.fault == .crashICMP, spec.workload == .idle else { return nil }
-        let icmps = rs.map { r in r.timeline.filter { $0.kind == .icmp && $0.t >= 0 }.count }
+        let icmps = rs.map { TrialInference($0).icmpAfterFault }
         guard icmps.allSatisfy({ $0 > 0 }) else { return nil }
         let errnos = Set(rs.compactMap(\.errno))
         if errnos == ["ETIMEDOUT"] {
@@ -144,18 +144,14 @@ public enum Findings {
     static func reboot(_ cell: Cell) -> String? {
         let rs = cell.results
         guard let spec = rs.first?.spec, case .reboot = spec.fault,
-              rs.allSatisfy({ $0.errno == "ECONNRESET" && $0.marks["b_back"] != nil }),
+              rs.allSatisfy({ $0.errno == "ECONNRESET" && $0.marks.bBack != nil }),
               let latency = cell.stats.latencyMedianS else { return nil }
-        let backs = rs.compactMap { $0.marks["b_back"] }
+        let backs = rs.compactMap { $0.marks.bBack }
         var text = "B came back \(span(backs)) s after the crash"
         // Which of A's segments drew the RST: the last A→B segment before B's RST.
         let triggers: [String] = rs.compactMap { r in
-            guard let rst = r.timeline.firstIndex(where: { $0.kind == .rst && $0.direction == .bToA && $0.t >= 0 }),
-                  let trigger = r.timeline[..<rst].last(where: { $0.direction == .aToB }) else { return nil }
-            if trigger.kind == .keepaliveProbe {
-                let n = r.timeline[...rst].filter { $0.kind == .keepaliveProbe && $0.t >= 0 }.count
-                return "keepalive probe \(n)"
-            }
+            guard let (trigger, number) = TrialInference(r).rebootTrigger else { return nil }
+            if let number { return "keepalive probe \(number)" }
             return TrialStory.label(trigger, probeNumber: 0, fault: spec.fault)
         }
         if triggers.count == rs.count, Set(triggers).count == 1 {
@@ -164,7 +160,7 @@ public enum Findings {
         text += ": ECONNRESET \(fmtSeconds(latency)) s after the fault" + (rs.count > 1 ? " (median)" : "")
         if let k = spec.effectiveClientKeepalive {
             let silent = Expectation.keepalive(k, userTimeoutMs: spec.clientPolicy.userTimeoutMs)
-            let anchors = rs.compactMap { $0.marks["last_rx"] }
+            let anchors = rs.compactMap { $0.marks.lastReceived }
             if let a = ReportStats.median(anchors) {
                 let wouldBe = a + silent.seconds
                 if wouldBe > latency {
@@ -184,8 +180,8 @@ public enum Findings {
         let since = rs.compactMap(\.sinceFirstUnansweredHeartbeatS)
         if !since.isEmpty { text += ", \(span(since)) s after the first unanswered heartbeat" }
         if spec.fault == .freeze {
-            let acks = rs.map { r in r.timeline.filter { $0.t >= 0 && $0.direction == .bToA && $0.kind == .ack }.count }
-            let replies = rs.map { r in r.timeline.filter { $0.t >= 0 && $0.direction == .bToA && $0.kind == .heartbeat }.count }
+            let acks = rs.map { TrialInference($0).acksFromBAfterFault }
+            let replies = rs.map { TrialInference($0).heartbeatRepliesAfterFault }
             if acks.allSatisfy({ $0 > 0 }), replies.allSatisfy({ $0 == 0 }) {
                 text += "; B's kernel still ACKed the heartbeats (\(intSpan(acks)) ACKs) but the frozen server sent no reply"
             }
@@ -218,22 +214,7 @@ public enum Findings {
     /// The interval between probes while B answers them.
     static func probePeriod(_ cell: Cell) -> String? {
         guard let k = cell.results.first?.spec.effectiveClientKeepalive else { return nil }
-        var gaps: [Double] = []
-        for r in cell.results {
-            var lastAnswered: Double?
-            var pending: Double?
-            for e in r.timeline {
-                switch e.kind {
-                case .keepaliveProbe where e.direction == .aToB:
-                    if let a = lastAnswered { gaps.append(e.t - a) }
-                    pending = e.t
-                    lastAnswered = nil
-                case .keepaliveReply where e.direction == .bToA:
-                    lastAnswered = pending
-                default: break
-                }
-            }
-        }
+        let gaps = cell.results.flatMap { TrialInference($0).answeredProbeGaps }
         guard let median = ReportStats.median(gaps) else { return nil }
         let period = Double(max(k.idle, k.interval))
         var text = "while B answered, probes came every \(fmtSeconds(median)) s (median of \(gaps.count) gap\(plural(gaps.count)))"
@@ -250,8 +231,8 @@ public enum Findings {
         let rs = cell.results
         guard let spec = rs.first?.spec, case let .natIdle(timeout, mode) = spec.fault else { return nil }
         var parts: [String] = []
-        let forgotten = rs.filter { $0.marks["conntrack_expired"] != nil }
-        let kept = rs.filter { $0.marks["conntrack_expired"] == nil }
+        let forgotten = rs.filter { $0.marks.conntrackExpired != nil }
+        let kept = rs.filter { $0.marks.conntrackExpired == nil }
         let of = rs.count > 1 ? " (\(forgotten.count) of \(rs.count) trials)" : ""
         if !forgotten.isEmpty {
             let idle = forgotten.compactMap(\.conntrackIdleS)
@@ -259,13 +240,11 @@ public enum Findings {
                 + (idle.isEmpty ? "" : " \(span(idle, digits: 2)) s after the last packet it forwarded") + of
             text += " (timeout \(timeout) s)"
             // The first segment A sent into the forgotten connection, in trials that got no answer.
-            let victims: [(r: TrialResult, e: TimelineEntry)] = forgotten.compactMap { r in
-                guard r.marks["answer"] == nil, let expired = r.marks["conntrack_expired"] else { return nil }
-                let after = min(r.marks["conntrack_last_seen"] ?? expired, expired)
-                return r.timeline.first { $0.direction == .aToB && $0.t > after && $0.kind != .icmp }.map { (r, $0) }
+            let victims: [(r: TrialResult, e: TimelineEntry, v: TrialInference.NATVictim)] = forgotten.compactMap { r in
+                TrialInference(r).natVictim.map { (r, $0.entry, $0) }
             }
             if victims.count == forgotten.count, let first = victims.first {
-                let isRequest = victims.allSatisfy { v in v.r.marks["send"].map { abs(v.e.t - $0) < 0.05 } ?? false }
+                let isRequest = victims.allSatisfy(\.v.isRequest)
                 let what: String
                 if isRequest {
                     what = "the request \(fmtNumber(spec.effectiveSilence ?? first.e.t)) s after the fault"
@@ -280,13 +259,9 @@ public enum Findings {
                 case .drop:
                     text += "; \(what) was dropped as INVALID"
                     // The request's fate too when a probe met the forgotten entry first.
-                    let sentRequest = victims.allSatisfy { v in
-                        v.r.marks["send"].map { send in v.r.timeline.contains { $0.direction == .aToB && $0.kind == .data && abs($0.t - send) < 0.05 } } ?? false
-                    }
+                    let sentRequest = victims.allSatisfy(\.v.requestSent)
                     if !isRequest, sentRequest { text += ", and so was the request \(silence) s after the fault" }
-                    let resends = victims.map { v in
-                        v.r.timeline.filter { $0.direction == .aToB && $0.kind == .retransmission && $0.t > v.e.t }.count
-                    }
+                    let resends = victims.map(\.v.retransmissions)
                     if (isRequest || sentRequest), resends.allSatisfy({ $0 > 0 }) {
                         text += (isRequest ? " and" : ",") + " retransmitted \(intSpan(resends)) time\(resends.max() == 1 ? "" : "s") into the void"
                     }
@@ -313,8 +288,8 @@ public enum Findings {
         }
         if !kept.isEmpty {
             // What kept the entry fresh: probes (or heartbeats) after the fault, at their median spacing.
-            let probeGaps = kept.flatMap { r in gaps(r.timeline.filter { $0.direction == .aToB && $0.kind == .keepaliveProbe && $0.t >= 0 }) }
-            let beatGaps = kept.flatMap { r in gaps(r.timeline.filter { $0.direction == .aToB && $0.kind == .heartbeat && $0.t >= 0 }) }
+            let probeGaps = kept.flatMap { TrialInference($0).probeSpacingAfterFault }
+            let beatGaps = kept.flatMap { TrialInference($0).heartbeatSpacingAfterFault }
             let never = "it never expired" + (rs.count > 1 ? " in \(kept.count) of \(rs.count) trials" : "")
             var text: String
             if let m = ReportStats.median(probeGaps) {
@@ -324,7 +299,7 @@ public enum Findings {
             } else {
                 text = "R's entry never expired" + (rs.count > 1 ? " in \(kept.count) of \(rs.count) trials" : "")
             }
-            let answered = kept.compactMap { r in r.marks["answer"].flatMap { a in r.marks["send"].map { a - $0 } } }
+            let answered = kept.compactMap(\.answerAfterSendS)
             if answered.count == kept.count, !answered.isEmpty {
                 text += "; the request \(fmtNumber(spec.effectiveSilence ?? 0)) s after the fault was answered \(shortSpan(answered)) after the send"
             }
@@ -358,7 +333,7 @@ public enum Findings {
             }
         case let .partition(seconds, direction):
             text = "during the \(Fault.format(seconds)) s partition (\(direction.rawValue)) \(intSpan(lost)) keepalive probe\(lost.max() == 1 ? "" : "s") got no reply\(per)"
-            if rs.allSatisfy({ $0.marks["heal"] != nil }), answered.contains(where: { $0 > 0 }) {
+            if rs.allSatisfy({ $0.marks.heal != nil }), answered.contains(where: { $0 > 0 }) {
                 text += "; after R healed, \(intSpan(answered)) were answered"
             }
         default:
@@ -369,16 +344,7 @@ public enum Findings {
             text += "; R dropped \(intSpan(drops.map(\.dropped))) of \(intSpan(drops.map(\.packets))) A→B packets in all"
         }
         // The longest run of unanswered probes decides: TCP_KEEPCNT in a row and A gives up.
-        let runs = rs.map { r -> Int in
-            var longest = 0
-            var run = 0
-            for (i, answer) in TrialStory.probeAnswers(r.timeline).enumerated() where r.timeline[i].t >= 0 {
-                guard let answer else { continue }
-                run = answer ? 0 : run + 1
-                longest = max(longest, run)
-            }
-            return longest
-        }
+        let runs = rs.map { TrialInference($0).longestUnansweredProbeRun }
         let limit = spec.clientPolicy.userTimeoutMs.map { $0 > 0 } == true ? nil : k.count
         if rs.allSatisfy({ $0.outcome == .falsePositive }) {
             let latencies = rs.compactMap(\.detectionLatencyS)
@@ -389,12 +355,7 @@ public enum Findings {
                 text += ": the partition would have healed at \(Fault.format(seconds)) s"
             } else if case .partition = spec.fault {
                 // Healed before A's verdict, but no probe went out in between to find out.
-                let late = rs.compactMap { r -> Double? in
-                    guard let heal = r.marks["heal"], let d = r.detectionLatencyS, heal < d,
-                          !r.timeline.contains(where: { $0.kind == .keepaliveProbe && $0.direction == .aToB && $0.t > heal && $0.t < d })
-                    else { return nil }
-                    return d - heal
-                }
+                let late = rs.compactMap { TrialInference($0).healedUnnoticedS }
                 if late.count == rs.count {
                     text += ": R had healed \(span(late)) s before, after A's last probe had gone out"
                 }
@@ -410,11 +371,6 @@ public enum Findings {
     /// "0.6 ms" below 10 ms (three decimals of a second would round it to nothing), else "0.012 s".
     static func shortSpan(_ values: [Double]) -> String {
         (values.max() ?? 0) < 0.01 ? span(values.map { $0 * 1000 }, digits: 1) + " ms" : span(values) + " s"
-    }
-
-    /// Spacing of consecutive entries.
-    private static func gaps(_ entries: [TimelineEntry]) -> [Double] {
-        zip(entries.dropFirst(), entries).map { $0.t - $1.t }
     }
 
     static func mixed(_ cell: Cell) -> String? {
@@ -484,12 +440,3 @@ public enum Findings {
     static func plural(_ n: Int) -> String { n == 1 ? "" : "s" }
 }
 
-extension Fault {
-    /// The direction R impairs for loss and partition; nil for the other faults.
-    var impairmentDirection: ImpairmentDirection? {
-        switch self {
-        case let .loss(_, direction), let .partition(_, direction): return direction
-        default: return nil
-        }
-    }
-}

@@ -40,22 +40,22 @@ public enum Ladder {
                 switch marker {
                 case .fault:
                     // X: B's host is gone; x: only B's server process is hit.
-                    switch story.fault {
-                    case .none: break
-                    case .kill, .freeze: row[laneB] = "x"
+                    switch story.fault.site {
+                    case .nowhere: break
+                    case .peerProcess: row[laneB] = "x"
                     // The network faults happen in R; B stays healthy.
-                    case .loss, .partition, .natIdle: row[laneR] = "x"
-                    case .crash, .crashICMP, .reboot:
+                    case .router: row[laneR] = "x"
+                    case .peerHost:
                         row[laneB] = "X"
                         bDown = true
                     // A's host is gone; B (the server) is the side that has to notice.
-                    case .crashClient: row[laneA] = "X"
+                    case .clientHost: row[laneA] = "X"
                     }
                 case .bBack:
                     bDown = false
                     row[laneB] = "^"
                 case .detection:
-                    row[story.fault == .crashClient ? laneB : laneA] = "*"
+                    row[story.fault.site == .clientHost ? laneB : laneA] = "*"
                 case .deadline:
                     row = Array(repeating: "=", count: laneB + 1)
                 case .conntrackExpired:

@@ -34,14 +34,14 @@ public enum Mermaid {
                 switch marker {
                 // The network faults happen in R; B stays healthy.
                 case .fault:
-                    switch story.fault {
-                    case .loss, .partition, .natIdle: over = "R"
-                    case .crashClient: over = "A"
-                    default: over = "B"
+                    switch story.fault.site {
+                    case .router: over = "R"
+                    case .clientHost: over = "A"
+                    case .nowhere, .peerHost, .peerProcess: over = "B"
                     }
                 case .bBack: over = "B"
                 case .conntrackExpired, .heal: over = "R"
-                case .detection: over = story.fault == .crashClient ? "B" : "A"
+                case .detection: over = story.fault.detectingHost
                 case .deadline: over = "A,B"
                 }
                 out.append("    Note over \(over): \(clean("\(fmtSigned(t)) s \(text)"))")

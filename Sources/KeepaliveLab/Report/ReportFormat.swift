@@ -68,35 +68,6 @@ func xmlEscape(_ s: String) -> String {
     return out
 }
 
-extension Fault {
-    /// What the fault did, as a reader says it.
-    var reportPhrase: String {
-        switch self {
-        case .none: return "none, B stays healthy"
-        case .crash: return "B crashed (silent: nothing sent)"
-        case .crashICMP: return "B crashed; R answers for it with ICMP host-unreachable"
-        case .crashClient: return "A crashed (silent: nothing sent); the server in B has to notice"
-        case .reboot(let downtime): return "B crashed (reboots after \(Fault.format(downtime)) s)"
-        case .kill: return "B's server process killed (B's kernel stays up)"
-        case .freeze: return "B's server frozen by SIGSTOP (B's kernel stays up)"
-        case let .loss(percent, direction):
-            return "R drops \(Fault.format(percent)) % of packets (\(direction.rawValue)); B stays healthy"
-        case let .partition(seconds, direction):
-            return "R drops everything (\(direction.rawValue)) for \(Fault.format(seconds)) s, then heals; B stays healthy"
-        case let .natIdle(timeout, mode):
-            return "R is a NAT/firewall that forgets connections idle for \(timeout) s (then \(mode == .reset ? "answers with RST" : "drops")); B stays healthy"
-        }
-    }
-
-    /// True while B's host is gone: segments sent to it are not answered by anyone.
-    var takesHostDown: Bool {
-        switch self {
-        case .crash, .crashICMP, .reboot: return true
-        case .none, .kill, .freeze, .loss, .partition, .natIdle, .crashClient: return false
-        }
-    }
-}
-
 extension TrialResult {
     /// "A detects ETIMEDOUT", "A's heartbeat times out".
     var detectionPhrase: String {
@@ -109,5 +80,5 @@ extension TrialResult {
     }
 
     /// "A", or "B" when its server is the detecting side (crash-client).
-    var detectingHost: String { spec.fault == .crashClient ? "B" : "A" }
+    var detectingHost: String { spec.fault.detectingHost }
 }

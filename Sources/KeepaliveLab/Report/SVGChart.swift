@@ -64,8 +64,8 @@ public enum SVGChart {
         var times: [Double] = [0]
         for (_, r) in trials {
             times += r.timeline.filter { $0.t >= -1 && Self.marked($0.kind) }.map(\.t)
-            times += [r.marks["detection"], r.marks["b_back"]].compactMap { $0 }
-            if r.marks["detection"] == nil { times.append(r.marks["deadline"] ?? r.spec.deadline) }
+            times += [r.marks.detection, r.marks.bBack].compactMap { $0 }
+            if r.marks.detection == nil { times.append(r.marks.deadline ?? r.spec.deadline) }
         }
         let axis = Axis(lower: min(0, times.min() ?? 0), upper: max(times.max() ?? 1, 0.001))
         var svg = Canvas(title: "Probe timeline of representative trials", rows: trials.count, axis: axis,
@@ -80,7 +80,7 @@ public enum SVGChart {
             let y = svg.rowY(i)
             svg.rowLabel(i, cell)
             svg.add(##"<line x1="\##(f(svg.x(axis.lower)))" y1="\##(f(y))" x2="\##(f(svg.x(axis.upper)))" y2="\##(f(y))" stroke="#dddddd"/>"##)
-            if let back = r.marks["b_back"] {
+            if let back = r.marks.bBack {
                 let x = svg.x(back)
                 svg.add(##"<line x1="\##(f(x))" y1="\##(f(y - 13))" x2="\##(f(x))" y2="\##(f(y + 13))" stroke="#2ca02c" stroke-dasharray="3 2"/>"##)
                 svg.add(##"<text x="\##(f(x + 2))" y="\##(f(y - 8))" font-size="10" fill="#2ca02c">B back</text>"##)
@@ -88,12 +88,12 @@ public enum SVGChart {
             for e in r.timeline where e.t >= axis.lower && Self.marked(e.kind) {
                 svg.add(mark(e, x: svg.x(e.t), y: y))
             }
-            if let d = r.marks["detection"] {
+            if let d = r.marks.detection {
                 let x = svg.x(d)
                 svg.add(##"<line x1="\##(f(x))" y1="\##(f(y - 12))" x2="\##(f(x))" y2="\##(f(y + 12))" stroke="#000000" stroke-width="2.5"/>"##)
                 svg.add(##"<text x="\##(f(x + 4))" y="\##(f(y + 13))" font-size="10">\##(xmlEscape(r.detectedBy ?? "detected"))</text>"##)
             } else {
-                let deadline = r.marks["deadline"] ?? r.spec.deadline
+                let deadline = r.marks.deadline ?? r.spec.deadline
                 let x = svg.x(deadline)
                 svg.add(##"<line x1="\##(f(x))" y1="\##(f(y - 12))" x2="\##(f(x))" y2="\##(f(y + 12))" stroke="#999999" stroke-dasharray="2 2"/>"##)
                 svg.sideNote(i, r.outcome.rawValue)

@@ -2,8 +2,8 @@
 /// R forgetting the connection, a partition healing, detection, deadline), quiet stretches and
 /// collapsed bulk data. Ladder and Mermaid both draw it.
 ///
-/// The capture is taken on R's link toward A, so every A→B segment in the timeline reached R; what
-/// R did with it next comes from the fault and the trial's marks (see `Path`).
+/// What became of each segment past R, and what part it plays, come from the analysis
+/// (`TrialInference`); this only words and arranges them.
 struct TrialStory {
     enum Marker: Equatable {
         case fault, bBack, detection, deadline
@@ -13,19 +13,7 @@ struct TrialStory {
         case heal
     }
 
-    /// What became of a segment after R's link toward A, where it was captured.
-    enum Path: Equatable {
-        /// Through R to the other end, as far as the trial can tell.
-        case through
-        /// Sent toward B while B's host was down: nobody there to answer.
-        case toDeadPeer
-        /// R dropped (or refused) it: it never got past R.
-        case droppedAtR
-        /// No reply came, and the capture cannot tell whether R lost the segment or its reply.
-        case maybeLostAtR
-        /// R made it itself (an ICMP error, a firewall's RST in B's name).
-        case fromR
-    }
+    typealias Path = TrialInference.Path
 
     enum Line {
         case segment(TimelineEntry, label: String, path: Path, note: String?)
@@ -48,14 +36,14 @@ struct TrialStory {
     init(_ r: TrialResult, collapseAbove: Int = 8, keep: Int = 3, quietAbove: Double = 0.5) {
         let fault = r.spec.fault
         self.fault = fault
-        let paths = Self.paths(r)
+        let inference = TrialInference(r)
 
         var probeNumber = 0
         var items: [(t: Double, line: Line)] = r.timeline.enumerated().map { i, e in
             if e.kind == .keepaliveProbe { probeNumber += 1 }
             let label = Self.label(e, probeNumber: probeNumber, fault: fault)
-            let notes = [Self.note(e, r), paths[i].why].compactMap { $0 }
-            return (e.t, .segment(e, label: label, path: paths[i].path,
+            let notes = [inference.roles[i].map { Self.note($0, r) }, inference.paths[i].why.map(Self.why)].compactMap { $0 }
+            return (e.t, .segment(e, label: label, path: inference.paths[i].path,
                                   note: notes.isEmpty ? nil : notes.joined(separator: "; ")))
         }
         for (t, marker, text) in Self.markers(r) {
@@ -64,7 +52,7 @@ struct TrialStory {
             items.insert((t, .marker(t: t, marker, text: text)), at: at)
         }
         // The connection setup and first exchange (up to "ready") are always drawn in full.
-        let collapsed = Self.collapse(items, above: collapseAbove, keep: keep, after: r.marks["ready"] ?? -.infinity)
+        let collapsed = Self.collapse(items, above: collapseAbove, keep: keep, after: r.marks.ready ?? -.infinity)
         var out: [Line] = []
         var previous: Double?
         for item in collapsed {
@@ -105,157 +93,59 @@ struct TrialStory {
     }
 
     /// A few segments deserve a word on the side.
-    static func note(_ e: TimelineEntry, _ r: TrialResult) -> String? {
-        if r.spec.fault == .crashClient {
-            // B is the detecting side: last_rx and the abort are B's.
-            if let last = r.marks["last_rx"], e.direction == .aToB, abs(e.t - last) < 1e-6 { return "last segment B hears from A" }
-            if e.kind == .rst, e.direction == .bToA, let w = r.wireAbortS, abs(e.t - w) < 1e-6 { return "B aborts the connection" }
-            return nil
+    static func note(_ role: TrialInference.Role, _ r: TrialResult) -> String {
+        switch role {
+        case .lastHeardByB: return "last segment B hears from A"
+        case .bAborts: return "B aborts the connection"
+        case .answerLastHeardByA: return "the answer; last segment A hears from B"
+        case .lastHeardByA: return "last segment A hears from B"
+        case .aAborts: return "A aborts the connection"
+        case .freshKernelReset: return "B's fresh kernel has no such connection"
+        case .icmpFromR: return "from R"
+        case .request: return "the request after \(fmtNumber(r.spec.effectiveSilence ?? r.marks.send ?? 0)) s of silence"
         }
-        if let last = r.marks["last_rx"], e.direction == .bToA, abs(e.t - last) < 1e-6 {
-            if case .natIdle = r.spec.fault, e.kind == .data, let answer = r.marks["answer"], abs(e.t - answer) < 0.05 {
-                return "the answer; last segment A hears from B"
-            }
-            return "last segment A hears from B"
-        }
-        if e.kind == .rst, e.direction == .aToB, let w = r.wireAbortS, abs(e.t - w) < 1e-6 { return "A aborts the connection" }
-        if e.kind == .rst, e.direction == .bToA, r.marks["b_back"] != nil { return "B's fresh kernel has no such connection" }
-        if e.kind == .icmp { return "from R" }
-        if case .natIdle = r.spec.fault, e.direction == .aToB, e.kind == .data,
-           let send = r.marks["send"], abs(e.t - send) < 0.05 {
-            return "the request after \(fmtNumber(r.spec.effectiveSilence ?? send)) s of silence"
-        }
-        return nil
     }
 
-    // MARK: - Paths
-
-    /// Each timeline entry's path past R, and why when it is not plain. Only what the trial shows:
-    /// - crash / reboot: A→B segments while B's host is down go nowhere.
-    /// - nat-idle: once R's conntrack has forgotten the connection (`conntrack_expired`) and the
-    ///   request got no answer, every A→B segment after the entry was last seen stops at R as
-    ///   INVALID; in reset mode the RSTs the capture shows coming "from B" are R's.
-    /// - partition: A→B segments from the fault to the heal are dropped at R (a2b, both); with b2a
-    ///   only, the probes got through and their replies did not.
-    /// - loss: an unanswered probe was lost at R (a2b), had its reply lost (b2a), or either (both);
-    ///   when R's drop counter covers every A→B segment in the timeline, its count settles the rest.
-    static func paths(_ r: TrialResult) -> [(path: Path, why: String?)] {
-        let timeline = r.timeline
-        let fault = r.spec.fault
-        let back = r.marks["b_back"]
-        var out: [(path: Path, why: String?)] = timeline.map { e in
-            if e.kind == .icmp { return (.fromR, nil) }
-            if e.direction == .aToB, fault.takesHostDown, e.t >= 0, e.t < (back ?? .infinity) { return (.toDeadPeer, nil) }
-            return (.through, nil)
+    /// Why a segment took its path past R.
+    static func why(_ reason: TrialInference.Reason) -> String {
+        switch reason {
+        case .invalidConnection(let refused): return refused ? "refused by R: invalid connection" : "dropped by R: invalid connection"
+        case .resetInBsName: return "from R in B's name, not from B: R no longer knows the connection"
+        case .partitionDropped: return "dropped by R: partition"
+        case .partitionReplyDropped: return "its reply was dropped by R: partition b2a"
+        case .beforeDropRule(let dropped): return "passed R before its drop rule was in place (R counted \(dropped) drops)"
+        case .partitionEdge(let dropped, let segments): return "at the partition's edge: R counted \(dropped) drops for \(segments) segments"
+        case .lostNoReply: return "lost at R: no reply"
+        case .replyLost: return "its reply was lost at R"
+        case .probeOrReplyLost: return "no reply: R lost the probe or its reply"
+        case .countedDrop(let dropped, let unanswered): return "lost at R: R counted \(dropped) drops, \(unanswered) of them the unanswered probes"
         }
-        let answers = probeAnswers(timeline)
-        switch fault {
-        case let .natIdle(_, mode):
-            guard let expired = r.marks["conntrack_expired"], r.marks["answer"] == nil else { break }
-            // A packet while the entry still lived would have refreshed it: everything after the
-            // last poll that saw the entry met a forgotten connection.
-            let after = min(r.marks["conntrack_last_seen"] ?? expired, expired)
-            for (i, e) in timeline.enumerated() where e.t > after && e.kind != .icmp {
-                if e.direction == .aToB {
-                    out[i] = (.droppedAtR, mode == .reset ? "refused by R: invalid connection" : "dropped by R: invalid connection")
-                } else if e.direction == .bToA, e.kind == .rst, mode == .reset {
-                    out[i] = (.fromR, "from R in B's name, not from B: R no longer knows the connection")
-                }
-            }
-        case let .partition(seconds, direction):
-            let end = r.marks["heal"] ?? seconds
-            var window: [Int] = []
-            for (i, e) in timeline.enumerated() where e.direction == .aToB && e.t >= 0 && e.t < end {
-                if answers[i] == true { continue }
-                if direction.includesA2B {
-                    out[i] = (.droppedAtR, "dropped by R: partition")
-                    window.append(i)
-                } else if answers[i] == false {
-                    out[i] = (.through, "its reply was dropped by R: partition b2a")
-                }
-            }
-            // The drop rule takes effect a few ms after the fault instant (and the heal is stamped
-            // once it is done). When R counted fewer drops than segments drawn in the window, the
-            // earliest ones got through before the rule was in place — if they sit right at its start.
-            guard let count = r.impairmentDrops?["a2b"], count.dropped < window.count else { break }
-            let excess = window.count - count.dropped
-            let edge = 0.1
-            let early = window.prefix(excess)
-            if early.allSatisfy({ timeline[$0].t < edge }), !window.contains(where: { timeline[$0].t > end - edge }) {
-                for i in early { out[i] = (.through, "passed R before its drop rule was in place (R counted \(count.dropped) drops)") }
-            } else {
-                for i in window where timeline[i].t < edge || timeline[i].t > end - edge {
-                    out[i] = (.maybeLostAtR, "at the partition's edge: R counted \(count.dropped) drops for \(window.count) segments")
-                }
-            }
-        case let .loss(_, direction):
-            let lost = timeline.indices.filter { timeline[$0].t >= 0 && answers[$0] == false }
-            for i in lost {
-                switch direction {
-                case .a2b: out[i] = (.droppedAtR, "lost at R: no reply")
-                case .b2a: out[i] = (.through, "its reply was lost at R")
-                case .both: out[i] = (.maybeLostAtR, "no reply: R lost the probe or its reply")
-                }
-            }
-            // R counts what it forwarded toward B from the fault on. When that is exactly the A→B
-            // segments drawn, the drops the unanswered probes do not explain are the others' fate.
-            guard direction == .a2b, let count = r.impairmentDrops?["a2b"] else { break }
-            let sent = timeline.indices.filter { timeline[$0].direction == .aToB && timeline[$0].t >= 0 }
-            guard count.packets == sent.count else { break }
-            let unknown = sent.filter { answers[$0] == nil }
-            let unexplained = count.dropped - lost.count
-            if unexplained == unknown.count, unexplained > 0 {
-                for i in unknown {
-                    out[i] = (.droppedAtR, "lost at R: R counted \(count.dropped) drops, \(lost.count) of them the unanswered probes")
-                }
-            }
-        default:
-            break
-        }
-        return out
-    }
-
-    /// For each A→B keepalive probe in `timeline`, whether a probe reply came before A's next probe;
-    /// nil for every other entry.
-    static func probeAnswers(_ timeline: [TimelineEntry]) -> [Bool?] {
-        var out = [Bool?](repeating: nil, count: timeline.count)
-        var pending: Int?
-        for (i, e) in timeline.enumerated() {
-            if e.direction == .aToB, e.kind == .keepaliveProbe {
-                pending = i
-                out[i] = false
-            } else if e.direction == .bToA, e.kind == .keepaliveReply, let p = pending {
-                out[p] = true
-                pending = nil
-            }
-        }
-        return out
     }
 
     static func markers(_ r: TrialResult) -> [(Double, Marker, String)] {
         var faultText = "fault: " + r.spec.fault.reportPhrase
         if case .natIdle = r.spec.fault {
             faultText = "fault: silence begins; " + r.spec.fault.reportPhrase
-            if r.marks["conntrack_expired"] == nil { faultText += "; R's entry for this connection never expired" }
+            if r.marks.conntrackExpired == nil { faultText += "; R's entry for this connection never expired" }
         }
         var out: [(Double, Marker, String)] = [(0, .fault, faultText)]
-        if let back = r.marks["b_back"] { out.append((back, .bBack, "B back: fresh host, same IP and MAC, no connection state")) }
-        if let expired = r.marks["conntrack_expired"] {
+        if let back = r.marks.bBack { out.append((back, .bBack, "B back: fresh host, same IP and MAC, no connection state")) }
+        if let expired = r.marks.conntrackExpired {
             var text = "R forgets the connection (conntrack entry expired"
             if let idle = r.conntrackIdleS { text += ", \(String(format: "%.2f", idle)) s idle" }
             if case let .natIdle(timeout, _) = r.spec.fault { text += "; timeout \(timeout) s" }
             out.append((expired, .conntrackExpired, text + ")"))
         }
-        if let heal = r.marks["heal"], case let .partition(seconds, _) = r.spec.fault {
+        if let heal = r.marks.heal, case let .partition(seconds, _) = r.spec.fault {
             out.append((heal, .heal, "partition heals: R forwards again (\(Fault.format(seconds)) s partition)"))
         }
-        if let d = r.marks["detection"] ?? r.detectionLatencyS {
+        if let d = r.marks.detection ?? r.detectionLatencyS {
             var text = r.detectionPhrase + ", \(fmtSeconds(d)) s after the fault"
             if r.outcome == .falsePositive { text += " (false positive: B was healthy)" }
             out.append((d, .detection, text))
         }
-        if r.marks["detection"] == nil && r.detectionLatencyS == nil {
-            let t = r.marks["deadline"] ?? r.spec.deadline
+        if r.marks.detection == nil && r.detectionLatencyS == nil {
+            let t = r.marks.deadline ?? r.spec.deadline
             let why: String
             switch r.outcome {
             case .missed: why = "\(r.detectingHost) never found out"
@@ -337,15 +227,5 @@ struct TrialStory {
         guard !parts.isEmpty else { return nil }
         return "The trial's timeline keeps " + parts.joined(separator: " and ")
             + " (the first and last few, and all within 1 s of the fault); the others are not drawn."
-    }
-}
-
-extension TrialResult {
-    /// nat-idle: how long the connection had been quiet in R when its conntrack entry was found gone
-    /// (the first poll without it minus the last segment captured before).
-    var conntrackIdleS: Double? {
-        guard let expired = marks["conntrack_expired"],
-              let last = timeline.last(where: { $0.direction != .other && $0.t < expired }) else { return nil }
-        return expired - last.t
     }
 }

@@ -360,10 +360,10 @@ extension Trial {
                 result.withinTolerance = measured.map { $0 >= earliest - 0.004 && $0 <= e.seconds + Expectation.tolerance(for: e.seconds) } ?? false
             }
         }
-        if let d = detectionT { result.marks["app_detection"] = d - tFault }
-        if let g = gone { result.marks["socket_gone"] = g.t - tFault }
-        if let exit = detector.exited { result.marks["app_exit"] = exit.t - tFault }
-        result.marks["app_ready"] = tReady - tFault
+        if let d = detectionT { result.marks.appDetection = d - tFault }
+        if let g = gone { result.marks.socketGone = g.t - tFault }
+        if let exit = detector.exited { result.marks.appExit = exit.t - tFault }
+        result.marks.appReady = tReady - tFault
 
         let end = detectionT ?? .infinity
         let pings = detSegments.filter { s in

@@ -179,18 +179,19 @@ struct TrialAnalysis {
         if spec.fault == .freeze, afterFault.probeReplies > 0 {
             notes.append("B's kernel answered \(afterFault.probeReplies) keepalive probe(s) while the server process was stopped")
         }
-        var marks: [String: Double] = ["fault": 0]
-        func mark(_ name: String, _ t: Double?) { if let t { marks[name] = t - tFault } }
-        mark("connected", clientEvents.first(where: { $0.kind == .connected })?.t)
-        mark("ready", clientEvents.first(where: { $0.kind == .ready })?.t)
-        mark("last_rx", lastReceived)
-        mark("oldest_unacked", oldestUnacked)
-        mark("first_rto_retransmission", firstTimeoutRetransmission)
-        if spec.clientPolicy.heartbeat != nil { mark("first_unanswered_heartbeat", firstUnansweredHeartbeat) }
-        mark("detection", tDetect)
-        mark("wire_abort", wireAbort)
-        mark("b_back", tBack)
-        mark("deadline", tFault + spec.deadline)
+        func sinceFault(_ t: Double?) -> Double? { t.map { $0 - tFault } }
+        var marks = TrialMarks()
+        marks.fault = 0
+        marks.connected = sinceFault(clientEvents.first(where: { $0.kind == .connected })?.t)
+        marks.ready = sinceFault(clientEvents.first(where: { $0.kind == .ready })?.t)
+        marks.lastReceived = sinceFault(lastReceived)
+        marks.oldestUnacked = sinceFault(oldestUnacked)
+        marks.firstTimeoutRetransmission = sinceFault(firstTimeoutRetransmission)
+        if spec.clientPolicy.heartbeat != nil { marks.firstUnansweredHeartbeat = sinceFault(firstUnansweredHeartbeat) }
+        marks.detection = sinceFault(tDetect)
+        marks.wireAbort = sinceFault(wireAbort)
+        marks.bBack = sinceFault(tBack)
+        marks.deadline = sinceFault(tFault + spec.deadline)
         var result = TrialResult(
             outcome: outcome,
             errno: detection?.errnoName,

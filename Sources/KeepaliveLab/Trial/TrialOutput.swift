@@ -14,9 +14,9 @@ public enum TrialOutput {
         var lines: [String] = []
         let spec = r.spec
         lines.append("policy \(spec.clientPolicy.summary) · workload \(spec.workload) · fault \(spec.fault) · kernel \(r.kernel) (\(r.backend))")
-        if let lastRx = r.marks["last_rx"] { lines.append(String(format: "  %+8.3f s  last segment A received from B", lastRx)) }
+        if let lastRx = r.marks.lastReceived { lines.append(String(format: "  %+8.3f s  last segment A received from B", lastRx)) }
         lines.append("  +0.000 s  fault injected (\(spec.fault))")
-        if let back = r.marks["b_back"] { lines.append(String(format: "  %+8.3f s  B back (fresh host, same IP and MAC)", back)) }
+        if let back = r.marks.bBack { lines.append(String(format: "  %+8.3f s  B back (fresh host, same IP and MAC)", back)) }
         if let detection = r.detectionLatencyS {
             lines.append(String(format: "  %+8.3f s  client learned: %@", detection, r.detectedBy ?? "?"))
         }

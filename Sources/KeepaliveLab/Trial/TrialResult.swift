@@ -52,7 +52,7 @@ public struct TrialResult: Codable, Sendable {
     /// Time-ordered segments after the connection was set up, relative to the fault (seconds).
     public var timeline: [TimelineEntry]
     /// Key instants relative to the fault.
-    public var marks: [String: Double]
+    public var marks: TrialMarks
     public var notes: [String]
     /// Which engine impaired R: "netem" or "nftables"; nil (key absent) when the trial needed none.
     public var impairmentEngine: String? = nil

@@ -120,12 +120,7 @@ public struct TrialSpec: Codable, Sendable, Equatable {
 
     /// What this trial needs from the kernel under test (for choosing a backend before anything is built).
     public func kernelNeeds(clock: LabClock) -> KernelNeeds {
-        let nftables: Bool
-        switch fault {
-        case .crashICMP, .natIdle: nftables = true
-        case .loss, .partition: nftables = impairment == .nftables
-        default: nftables = false
-        }
+        let nftables = fault.installsRulesInR || (fault.usesImpairment && impairment == .nftables)
         return KernelNeeds(netem: impairment == .netem || shape != nil, nftables: nftables, clock: clock)
     }
 
