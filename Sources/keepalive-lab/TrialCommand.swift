@@ -44,8 +44,8 @@ struct TrialCommand: ParsableCommand {
         valueName: "NAME=VALUE"))
     var sysctls: [String] = []
 
-    @Option(help: "Seconds after the fault before giving up (0.5…86400).")
-    var deadline: Double = 30
+    @Option(help: "Seconds after the fault before giving up (0.5…86400; default: 30, or longer where the policy's formula predicts detection later — 1.15 × that + 10 s, e.g. 9068 s for 7200,75,9).")
+    var deadline: Double?
 
     @Option(help: "Seconds between the first exchange and the fault.")
     var faultDelay: Double = 0.2
@@ -94,11 +94,12 @@ struct TrialCommand: ParsableCommand {
         var server = Policy(keepalive: try serverKeepalive.map(KeepaliveSetting.init(parsing:)),
                             userTimeoutMs: serverUserTimeout)
         if let serverApp { server.app = AppSpec(profile: serverApp) }
-        let spec = TrialSpec(clientPolicy: client, serverPolicy: server, workload: try Workload(parsing: workload),
-                             fault: try Fault(parsing: fault), deadline: deadline, faultDelay: faultDelay,
+        var spec = TrialSpec(clientPolicy: client, serverPolicy: server, workload: try Workload(parsing: workload),
+                             fault: try Fault(parsing: fault), deadline: deadline ?? 30, faultDelay: faultDelay,
                              namespaceKeepalive: try namespaceKeepalive.map(KeepaliveSetting.init(parsing:)),
                              impairment: try network.engineChoice, seed: network.seed, silence: network.silence,
                              shape: network.shape, sysctls: try parsedSysctls())
+        if deadline == nil { spec.deadline = TrialDuration.defaultDeadline(for: spec) }
         try spec.validate()
         return spec
     }

@@ -187,4 +187,17 @@ import Testing
         #expect(total == 14 && critical == 10)
         #expect(plan.describe(parallel: 4).contains("estimated wall"))
     }
+
+    /// `trial` without --deadline: 30 s unless the policy's formula predicts a later end.
+    @Test func defaultDeadlineCoversTheFormula() throws {
+        func spec(_ keepalive: String?) throws -> TrialSpec {
+            var policy = Policy.none
+            policy.keepalive = try keepalive.map(KeepaliveSetting.init(parsing:))
+            return TrialSpec(clientPolicy: policy, fault: .crash)
+        }
+        let long = TrialDuration.defaultDeadline(for: try spec("7200,75,9"))
+        #expect(long > 7875 * 1.1 && long < 7875 * 1.2 + 30)
+        #expect(TrialDuration.defaultDeadline(for: try spec("2,1,3")) == 30)
+        #expect(TrialDuration.defaultDeadline(for: try spec(nil)) == 30)
+    }
 }

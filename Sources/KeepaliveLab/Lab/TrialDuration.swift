@@ -18,6 +18,17 @@ public struct TrialDuration: Sendable, Equatable {
         self.bound = capped < afterFault || afterFault == spec.deadline ? "deadline \(Fault.format(spec.deadline)) s" : bound
     }
 
+    /// The deadline `trial` takes when none is given: 30 s, or — where the spec's formula predicts
+    /// the trial to end later (7200,75,9 under virtual time) — 1.15 × that + 10 s, room for the
+    /// timer wheel's lateness (at most 1/8 of a timer at its wheel level) and a tail.
+    public static func defaultDeadline(for spec: TrialSpec, floor: Double = 30) -> Double {
+        var probe = spec
+        probe.deadline = TrialSpec.deadlineRange.upperBound
+        let (predicted, _) = afterFault(probe)
+        guard predicted < TrialSpec.deadlineRange.upperBound, predicted > floor else { return floor }
+        return min(TrialSpec.deadlineRange.upperBound, (predicted * 1.15 + 10).rounded(.up))
+    }
+
     /// Seconds from the fault to the end of the trial, and why.
     static func afterFault(_ spec: TrialSpec) -> (Double, String) {
         let policy = spec.clientPolicy
