@@ -113,8 +113,15 @@ public struct RunDirectory: Sendable {
     }
 
     public func readPlan() throws -> Plan {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw TrialError(message: "\(path): not a run directory (give the --out directory of a run)")
+        }
+        guard let data = FileManager.default.contents(atPath: planPath) else {
+            throw TrialError(message: "\(path): not a run directory: it has no plan.json (give the --out directory of a run)")
+        }
         do {
-            return try JSONDecoder().decode(Plan.self, from: Data(contentsOf: URL(fileURLWithPath: planPath)))
+            return try JSONDecoder().decode(Plan.self, from: data)
         } catch {
             throw TrialError(message: "\(planPath): cannot read the run's plan: \(error)")
         }
