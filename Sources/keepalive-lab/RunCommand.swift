@@ -74,7 +74,7 @@ struct RunCommand: ParsableCommand {
             ResourceLimits.raiseOpenFiles()
             let (parallel, why) = Self.effectiveParallel(self.parallel, plan: plan)
             print("up to \(parallel) at once (\(why))")
-            print(plan.describe(parallel: parallel))
+            print(plan.describe(parallel: parallel, virtual: (environment.clock ?? lab.clock ?? .real) == .virtual))
             return
         }
         // userns / uml: the same command line runs there with --backend host; results land in the
@@ -123,7 +123,7 @@ struct RunCommand: ParsableCommand {
             shard: shard.map { "\($0.0)/\($0.1)" }, trials: trials ?? lab.trials, parallel: parallel,
             clock: LabClock.current.rawValue))
         FileHandle.standardError.write(Data("lab \(lab.name): \(plan.items.count) trials (\(lab.cells.count) cells), up to \(parallel) at once (\(why)), longest first → \(directory.path)\n".utf8))
-        FileHandle.standardError.write(Data("\(plan.estimateLine(parallel: parallel))\n".utf8))
+        FileHandle.standardError.write(Data("\(plan.estimateLine(parallel: parallel, virtual: LabClock.current == .virtual))\n".utf8))
         let runner = LabRunner(lab: lab, plan: plan, directory: directory, runID: runID, parallel: parallel,
                                peerExecutable: PeerProcess.selfExecutable, progress: RunProgress(total: plan.items.count))
         let records = try runner.run()

@@ -186,6 +186,7 @@ import Testing
         let (total, critical) = TrialDuration.wall([10, 6, 5, 4, 3], parallel: 2)
         #expect(total == 14 && critical == 10)
         #expect(plan.describe(parallel: 4).contains("estimated wall"))
+        #expect(plan.describe(parallel: 4, virtual: true).contains("estimated virtual time"))
     }
 
     /// `trial` without --deadline: 30 s unless the policy's formula predicts a later end.

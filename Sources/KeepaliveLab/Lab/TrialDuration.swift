@@ -96,7 +96,7 @@ extension TrialPlan {
     }
 
     /// One line per cell, then the totals, for `run --dry-run` and the line `run` prints first.
-    public func describe(parallel: Int) -> String {
+    public func describe(parallel: Int, virtual: Bool = false) -> String {
         var lines: [String] = []
         var seen: Set<Int> = []
         for item in items where seen.insert(item.cellIndex).inserted {
@@ -105,14 +105,21 @@ extension TrialPlan {
             lines.append("  cell \(item.cellIndex) \(item.cell.key): \(count) trial(s) × ~\(Fault.format((d.seconds * 10).rounded() / 10)) s"
                          + " (fault delay \(Fault.format(item.spec.faultDelay)) s + \(d.bound))")
         }
-        lines.append(estimateLine(parallel: parallel))
+        lines.append(estimateLine(parallel: parallel, virtual: virtual))
         return lines.joined(separator: "\n")
     }
 
-    public func estimateLine(parallel: Int) -> String {
+    /// `virtual`: the durations are the guests' virtual time; the wall time is a small fraction of
+    /// it (the clock jumps over idle time), so the line says so instead of promising hours.
+    public func estimateLine(parallel: Int, virtual: Bool = false) -> String {
         let durations = items.map { TrialDuration($0.spec).seconds }
         let (total, critical) = TrialDuration.wall(durations, parallel: parallel)
         let serial = durations.reduce(0, +)
+        if virtual {
+            return "\(items.count) trial(s); estimated virtual time \(RunProgress.duration(total)) with --parallel \(parallel)"
+                + " (critical path: longest trial \(RunProgress.duration(critical)) of virtual time; \(RunProgress.duration(serial)) one at a time)"
+                + "; wall time is seconds per trial: the lab kernel's clock jumps over idle time"
+        }
         return "\(items.count) trial(s); estimated wall \(RunProgress.duration(total)) with --parallel \(parallel)"
             + " (critical path: longest trial \(RunProgress.duration(critical)); \(RunProgress.duration(serial)) one at a time)"
     }
