@@ -2,22 +2,13 @@ import CKeepaliveShim
 import Foundation
 import KeepaliveNet
 
-/// A process started with `kal_spawn`: its pid, how to wait for it with a bound, and how to kill
+/// A process started with `Spawn.start`: its pid, how to wait for it with a bound, and how to kill
 /// it (and, when it leads its own process group, everything it started).
 ///
 /// With `.parentDeathKill` the child dies when the *thread* that spawned it exits: spawn from a
 /// thread that outlives it.
 final class ChildProcess: @unchecked Sendable {
-    struct Options: OptionSet {
-        let rawValue: Int32
-        static let newProcessGroup = Options(rawValue: KAL_SPAWN_NEW_PROCESS_GROUP)
-        static let parentDeathKill = Options(rawValue: KAL_SPAWN_PARENT_DEATH_KILL)
-        static let noCoreDump = Options(rawValue: KAL_SPAWN_NO_CORE_DUMP)
-        static let hidePtraceXstate = Options(rawValue: KAL_SPAWN_HIDE_PTRACE_XSTATE)
-        /// `pid` is a guardian that kills and reaps the program's whole process group when the program
-        /// exits, when told to stop (SIGTERM) or when we die, even by SIGKILL (see kal_shim.h).
-        static let guardian = Options(rawValue: KAL_SPAWN_GUARDIAN)
-    }
+    typealias Options = Spawn.Options
 
     let pid: pid_t
     let leadsProcessGroup: Bool
@@ -32,18 +23,8 @@ final class ChildProcess: @unchecked Sendable {
     /// than exiting by itself — they outlive us if we are killed.
     init(path: String, arguments: [String], environment: [String: String], fds: [Int32],
          workingDirectory: String? = nil, options: Options, cleanupPaths: [String] = []) throws {
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        let cleanup = cleanupPaths.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-            cleanup.forEach { free($0) }
-        }
-        let result = fds.withUnsafeBufferPointer { fdBuffer in
-            kal_spawn(path, argv, envp, fdBuffer.baseAddress, Int32(fds.count), workingDirectory, options.rawValue, cleanup)
-        }
-        guard result > 0 else { throw SystemCallError("start \(path)", errno: -result) }
+        let result = try Spawn.start(path: path, arguments: arguments, environment: environment, fds: fds,
+                                     workingDirectory: workingDirectory, options: options, cleanupPaths: cleanupPaths)
         pid = result
         guarded = options.contains(.guardian)
         leadsProcessGroup = options.contains(.newProcessGroup) && !guarded
@@ -144,7 +125,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     static func shellStatus(_ raw: Int32) -> Int32 {
-        raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        Spawn.Termination(waitStatus: raw).shellStatus
     }
 }
 
