@@ -100,9 +100,9 @@ int kal_userns_enter(int flags, int drop_to_uid, int *step) {
     return 0;
 }
 
-int kal_userns_try(int flags, int drop_to_uid, int *step) {
-    int report[2];
-    *step = 0;
+/* pipe2(report, O_CLOEXEC), then fork(): the child's pid (0 in the child), or -errno with the pipe
+ * closed. The child reports a failure through report[1] before exec; exec closes it (EOF). */
+static pid_t fork_with_report_pipe(int report[2]) {
     if (pipe2(report, O_CLOEXEC) != 0) return -errno;
     pid_t pid = fork();
     if (pid < 0) {
@@ -111,6 +111,14 @@ int kal_userns_try(int flags, int drop_to_uid, int *step) {
         close(report[1]);
         return -err;
     }
+    return pid;
+}
+
+int kal_userns_try(int flags, int drop_to_uid, int *step) {
+    int report[2];
+    *step = 0;
+    pid_t pid = fork_with_report_pipe(report);
+    if (pid < 0) return pid;
     if (pid == 0) {
         close(report[0]);
         int result[2];
@@ -551,15 +559,9 @@ pid_t kal_spawn(const char *path, char *const argv[], char *const envp[], const 
     if (flags == 0 && cwd == NULL && (cleanup_paths == NULL || cleanup_paths[0] == NULL) && nfds == 3)
         return spawn_stdio(path, argv, envp, fds[0], fds[1], fds[2]);
     int report[2];
-    if (pipe2(report, O_CLOEXEC) != 0) return -errno;
     pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        int err = errno;
-        close(report[0]);
-        close(report[1]);
-        return -err;
-    }
+    pid_t pid = fork_with_report_pipe(report);
+    if (pid < 0) return pid;
     if (pid == 0) {
         if (flags & KAL_SPAWN_GUARDIAN)
             run_guardian(path, argv, envp, fds, nfds, cwd, flags, cleanup_paths, report[1], parent);

@@ -5,6 +5,7 @@ import Glibc
 /// an open file descriptor for as long as this object lives.
 ///
 /// Requires CAP_SYS_ADMIN (unshare and the bind mount) in the namespace's owning user namespace.
+// @unchecked: fd/deleted change only in delete(), called by the owning Topology under its lock.
 public final class NetworkNamespace: @unchecked Sendable {
     public static let directory = "/run/netns"
 

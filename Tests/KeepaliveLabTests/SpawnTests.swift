@@ -24,15 +24,7 @@ struct SpawnTests {
             throw error
         }
         close(pipe.write)
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(pipe.read, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            bytes += buffer[0..<n]
-        }
-        close(pipe.read)
+        let bytes = Pipe2.readToEOF(pipe.read)
         return (String(decoding: bytes, as: UTF8.self), Spawn.wait(pid))
     }
 
@@ -105,10 +97,8 @@ struct SpawnTests {
         let pid = try Spawn.start(path: "/usr/bin/env", arguments: ["env"], environment: ["ONLY": "this"],
                                   fds: [0, pipe.write, 2])
         close(pipe.write)
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let n = buffer.withUnsafeMutableBytes { read(pipe.read, $0.baseAddress, $0.count) }
-        close(pipe.read)
+        let text = String(decoding: Pipe2.readToEOF(pipe.read), as: UTF8.self)
         #expect(Spawn.wait(pid) == .exited(0))
-        #expect(String(decoding: buffer[0..<max(n, 0)], as: UTF8.self) == "ONLY=this\n")
+        #expect(text == "ONLY=this\n")
     }
 }

@@ -7,7 +7,7 @@ import KeepaliveNet
 ///
 /// With `.parentDeathKill` the child dies when the *thread* that spawned it exits: spawn from a
 /// thread that outlives it.
-final class ChildProcess: @unchecked Sendable {
+final class ChildProcess: Sendable {
     typealias Options = Spawn.Options
 
     let pid: pid_t
@@ -15,8 +15,8 @@ final class ChildProcess: @unchecked Sendable {
     let guarded: Bool
     /// Readable once the child has exited; nil where the kernel has no pidfd_open.
     private let pidfd: PidFD?
-    private let lock = NSLock()
-    private var status: Int32?
+    /// The shell-style exit status once reaped.
+    private let status = Locked<Int32?>(nil)
 
     /// Starts `path` with `arguments` (argv[0] included) and `fds` as its descriptors 0, 1, 2, ….
     /// `cleanupPaths` (with `.guardian`): removed by the guardian when the program is stopped rather
@@ -34,12 +34,12 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// The exit status as a shell reports it (128 + signal when killed), once reaped.
-    var exitStatus: Int32? { lock.withLock { status } }
+    var exitStatus: Int32? { status.value }
 
     /// Reaps the child if it has exited. True once it is reaped.
     @discardableResult
     func poll() -> Bool {
-        lock.withLock {
+        status.withLock { status in
             if status != nil { return true }
             var raw: Int32 = 0
             let r = waitpid(pid, &raw, WNOHANG)
@@ -130,6 +130,7 @@ final class ChildProcess: @unchecked Sendable {
 }
 
 /// Reads a descriptor on its own thread until EOF and hands every chunk to `onData`.
+// @unchecked: `finished` is guarded by an NSCondition (waitForEOF needs a condition variable, which Mutex lacks).
 final class PipeReader: @unchecked Sendable {
     private let done = NSCondition()
     private var finished = false
@@ -177,37 +178,49 @@ struct Pipe2 {
         read = fds[0]
         write = fds[1]
     }
+
+    /// Reads `fd` until EOF (EINTR retried; an error ends it like EOF) and closes it.
+    static func readToEOF(_ fd: Int32) -> [UInt8] {
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data += buffer[0..<n]
+        }
+        close(fd)
+        return data
+    }
 }
 
 /// Lines split out of a byte stream; keeps only the last `capacity` lines.
-final class LineTail: @unchecked Sendable {
-    private let lock = NSLock()
-    private var lines: [String] = []
-    private var partial: [UInt8] = []
+final class LineTail: Sendable {
+    private let state = Locked<(lines: [String], partial: [UInt8])>(([], []))
     private let capacity: Int
-    private let keep: (String) -> Bool
+    private let keep: @Sendable (String) -> Bool
 
-    init(capacity: Int, keep: @escaping (String) -> Bool = { _ in true }) {
+    init(capacity: Int, keep: @escaping @Sendable (String) -> Bool = { _ in true }) {
         self.capacity = capacity
         self.keep = keep
     }
 
     func append(_ bytes: [UInt8]) {
-        lock.withLock {
-            partial += bytes
-            while let newline = partial.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: partial[..<newline], as: UTF8.self)
+        state.withLock { state in
+            state.partial += bytes
+            while let newline = state.partial.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: state.partial[..<newline], as: UTF8.self)
                     .trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
-                if keep(line) { lines.append(line) }
-                partial.removeSubrange(...newline)
+                if keep(line) { state.lines.append(line) }
+                state.partial.removeSubrange(...newline)
             }
-            if lines.count > capacity { lines.removeFirst(lines.count - capacity) }
+            if state.lines.count > capacity { state.lines.removeFirst(state.lines.count - capacity) }
         }
     }
 
     var last: [String] {
-        lock.withLock {
-            partial.isEmpty ? lines : lines + [String(decoding: partial, as: UTF8.self)]
+        state.withLock { state in
+            state.partial.isEmpty ? state.lines : state.lines + [String(decoding: state.partial, as: UTF8.self)]
         }
     }
 }

@@ -13,6 +13,7 @@ import Glibc
 /// One reader thread blocks in poll() on the program's stdout, stderr, its pidfd (readable when it
 /// exits) and, once attached, a copy of its connection (POLLERR/POLLHUP when the kernel aborts or
 /// resets it). Nothing polls on a period: every wait ends at an event or a deadline.
+// @unchecked: state guarded by an NSCondition (waits need a condition variable, which Mutex lacks).
 final class AppProcess: @unchecked Sendable {
     struct Line: Sendable {
         var t: Double

@@ -21,6 +21,7 @@ public enum PeerProcessError: Error, CustomStringConvertible {
 ///
 /// The child gets PR_SET_PDEATHSIG, which fires when the *thread* that spawned it exits: spawn from
 /// a thread that outlives the peer.
+// @unchecked: reaped/exitStatus guarded by `reapLock`, which a wait releases around its pidfd poll (not a scoped lock).
 public final class PeerProcess: @unchecked Sendable {
     public let pid: pid_t
     public let config: PeerConfig
@@ -253,6 +254,7 @@ public enum PeerPriority: String, Sendable {
 }
 
 /// State shared between a PeerProcess and its reader thread.
+// @unchecked: state guarded by an NSCondition (waits need a condition variable, which Mutex lacks).
 private final class SharedState: @unchecked Sendable {
     private let condition = NSCondition()
     var events: [PeerEvent] = []
