@@ -130,10 +130,9 @@ final class ChildProcess: Sendable {
 }
 
 /// Reads a descriptor on its own thread until EOF and hands every chunk to `onData`.
-// @unchecked: `finished` is guarded by an NSCondition (waitForEOF needs a condition variable, which Mutex lacks).
-final class PipeReader: @unchecked Sendable {
-    private let done = NSCondition()
-    private var finished = false
+final class PipeReader: Sendable {
+    /// Signalled at EOF, and again by every wait that sees it, so it stays signalled.
+    private let done = DispatchSemaphore(value: 0)
 
     init(fd: Int32, name: String, onData: @escaping @Sendable ([UInt8]) -> Void) {
         let thread = Thread { [self] in
@@ -145,10 +144,7 @@ final class PipeReader: @unchecked Sendable {
                 onData(Array(buffer[0..<n]))
             }
             close(fd)
-            done.lock()
-            finished = true
-            done.broadcast()
-            done.unlock()
+            done.signal()
         }
         thread.name = name
         thread.start()
@@ -157,12 +153,8 @@ final class PipeReader: @unchecked Sendable {
     /// Waits for EOF, at most `timeout` seconds. True when the reader finished.
     @discardableResult
     func waitForEOF(timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        done.lock()
-        defer { done.unlock() }
-        while !finished {
-            if !done.wait(until: deadline) { return finished }
-        }
+        guard done.wait(timeout: .now() + max(0, timeout)) == .success else { return false }
+        done.signal()
         return true
     }
 }
