@@ -14,17 +14,13 @@ struct SpawnTests {
     /// Runs `arguments` and returns its stdout and how it ended.
     private func output(_ arguments: [String], options: Spawn.Options, cwd: String?) throws -> (String, Spawn.Termination) {
         let pipe = try Pipe2()
-        let pid: pid_t
-        do {
-            pid = try Spawn.start(path: arguments[0], arguments: arguments, fds: [0, pipe.write, 2],
-                                  workingDirectory: cwd, options: options)
-        } catch {
-            close(pipe.read)
-            close(pipe.write)
-            throw error
+        let started = Result {
+            try Spawn.start(path: arguments[0], arguments: arguments, fds: [0, pipe.write, 2],
+                            workingDirectory: cwd, options: options)
         }
         close(pipe.write)
-        let bytes = Pipe2.readToEOF(pipe.read)
+        let bytes = Pipe2.readToEOF(pipe.read)  // at once when nothing started
+        let pid = try started.get()
         return (String(decoding: bytes, as: UTF8.self), Spawn.wait(pid))
     }
 
