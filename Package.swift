@@ -16,9 +16,11 @@ let package = Package(
         .library(name: "KeepaliveNet", targets: ["KeepaliveNet"]),
         .library(name: "KeepaliveLab", targets: ["KeepaliveLab"]),
     ],
+    // Exact versions: Package.resolved is not committed (it is in .gitignore) because the local
+    // mirror's commit ids are not GitHub's, so the pins here are what fixes the versions.
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", exact: "6.2.2"),
     ],
     targets: [
         // libnl-3 + libnl-route-3 (netlink: links, addresses, routes, neighbours, qdiscs).
@@ -90,5 +92,5 @@ let package = Package(
         .testTarget(name: "KeepaliveNetTests", dependencies: ["KeepaliveNet"]),
         .testTarget(name: "KeepaliveLabTests", dependencies: ["KeepaliveLab", "KeepaliveNet"], exclude: ["Fixtures"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

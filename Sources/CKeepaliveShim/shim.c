@@ -100,9 +100,9 @@ int kal_userns_enter(int flags, int drop_to_uid, int *step) {
     return 0;
 }
 
-int kal_userns_try(int flags, int drop_to_uid, int *step) {
-    int report[2];
-    *step = 0;
+/* pipe2(report, O_CLOEXEC), then fork(): the child's pid (0 in the child), or -errno with the pipe
+ * closed. The child reports a failure through report[1] before exec; exec closes it (EOF). */
+static pid_t fork_with_report_pipe(int report[2]) {
     if (pipe2(report, O_CLOEXEC) != 0) return -errno;
     pid_t pid = fork();
     if (pid < 0) {
@@ -111,6 +111,14 @@ int kal_userns_try(int flags, int drop_to_uid, int *step) {
         close(report[1]);
         return -err;
     }
+    return pid;
+}
+
+int kal_userns_try(int flags, int drop_to_uid, int *step) {
+    int report[2];
+    *step = 0;
+    pid_t pid = fork_with_report_pipe(report);
+    if (pid < 0) return pid;
     if (pid == 0) {
         close(report[0]);
         int result[2];
@@ -308,14 +316,24 @@ static int arrange_descriptors(const int *fds, int nfds, int report_fd) {
     return report;
 }
 
+/* The kernel's struct sigaction (rt_sigaction(2)), not glibc's. */
+struct kal_kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+};
+
+/* Every disposition to SIG_DFL, nothing blocked. Through the system call: glibc's sigaction refuses
+ * its own signals 32 and 33, which a caller may have ignored (and an ignored signal survives exec). */
 static void reset_signals(void) {
-    sigset_t none;
-    sigemptyset(&none);
+    struct kal_kernel_sigaction dfl = { SIG_DFL, 0, NULL, 0 };
     for (int sig = 1; sig < 65; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
-        signal(sig, SIG_DFL);
+        syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
     }
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    uint64_t none = 0;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
 }
 
 /* The program's side of the fork: descriptors are already 0..nfds-1 (or arranged here). */
@@ -436,36 +454,6 @@ static void run_guardian(const char *path, char *const argv[], char *const envp[
     _exit(status);
 }
 
-pid_t kal_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
-                const char *cwd, int flags, char *const cleanup_paths[]) {
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) != 0) return -errno;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        int err = errno;
-        close(report[0]);
-        close(report[1]);
-        return -err;
-    }
-    if (pid == 0) {
-        if (flags & KAL_SPAWN_GUARDIAN)
-            run_guardian(path, argv, envp, fds, nfds, cwd, flags, cleanup_paths, report[1], parent);
-        exec_program(path, argv, envp, fds, nfds, cwd, flags, report[1], parent, 1);
-    }
-    close(report[1]);
-    int child_errno = 0;
-    ssize_t n;
-    do { n = read(report[0], &child_errno, sizeof(child_errno)); } while (n < 0 && errno == EINTR);
-    close(report[0]);
-    if (n == (ssize_t)sizeof(child_errno)) {
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-        return -(child_errno ? child_errno : ECHILD);
-    }
-    return pid;
-}
-
 /* Three descriptors reserved at load time (the lowest free ones then, normally 3, 4, 5) and, while
  * spawning, the slots the child's stdio passes through. /dev/null, CLOEXEC, when idle. */
 static int stdio_slots[3] = {-1, -1, -1};
@@ -513,19 +501,17 @@ static int stdio_spawn_child(void *arg) {
     }
     /* 3 … top: the slots and whatever low descriptors the harness had before them. */
     for (int fd = 3; fd <= s->top; fd++) close(fd);
-    /* The signal table is our own copy (no CLONE_SIGHAND): the harness may ignore these. */
-    int defaults[] = {SIGPIPE, SIGINT, SIGTERM, SIGHUP};
-    for (unsigned i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) signal(defaults[i], SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* The signal table is our own copy (no CLONE_SIGHAND): default dispositions, nothing blocked,
+     * as on kal_spawn's fork path. */
+    reset_signals();
     execve(s->path, s->argv, s->envp);
     s->err = errno;
     _exit(127);
 }
 
-pid_t kal_spawn_stdio(const char *path, char *const argv[], char *const envp[],
-                      int in_fd, int out_fd, int err_fd) {
+/* kal_spawn's path for flags 0, no cwd, no cleanup paths and three descriptors (see kal_shim.h). */
+static pid_t spawn_stdio(const char *path, char *const argv[], char *const envp[],
+                         int in_fd, int out_fd, int err_fd) {
     int sources[3] = {in_fd, out_fd, err_fd};
     struct stdio_spawn s = {path, argv, envp, 0, 0};
     pthread_mutex_lock(&stdio_spawn_lock);
@@ -568,11 +554,34 @@ pid_t kal_spawn_stdio(const char *path, char *const argv[], char *const envp[],
     return pid;
 }
 
+pid_t kal_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
+                const char *cwd, int flags, char *const cleanup_paths[]) {
+    if (flags == 0 && cwd == NULL && (cleanup_paths == NULL || cleanup_paths[0] == NULL) && nfds == 3)
+        return spawn_stdio(path, argv, envp, fds[0], fds[1], fds[2]);
+    int report[2];
+    pid_t parent = getpid();
+    pid_t pid = fork_with_report_pipe(report);
+    if (pid < 0) return pid;
+    if (pid == 0) {
+        if (flags & KAL_SPAWN_GUARDIAN)
+            run_guardian(path, argv, envp, fds, nfds, cwd, flags, cleanup_paths, report[1], parent);
+        exec_program(path, argv, envp, fds, nfds, cwd, flags, report[1], parent, 1);
+    }
+    close(report[1]);
+    int child_errno = 0;
+    ssize_t n;
+    do { n = read(report[0], &child_errno, sizeof(child_errno)); } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof(child_errno)) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        return -(child_errno ? child_errno : ECHILD);
+    }
+    return pid;
+}
+
 int kal_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
-int kal_spawn_file_actions_closefrom(posix_spawn_file_actions_t *actions, int lowfd) {
-    return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
-}
 
 int kal_is_tmpfs(const char *path) {
     struct statfs fs;

@@ -27,9 +27,11 @@ public struct ConntrackEntry: Equatable, Sendable {
 /// A dump also evicts entries whose timeout has passed (the kernel's garbage collector otherwise
 /// reaps them lazily, up to a minute late), so polling sees an entry vanish when it expires.
 /// Requires CAP_NET_ADMIN in the namespace and nf_conntrack loaded there.
-public final class ConntrackSocket: @unchecked Sendable {
+public final class ConntrackSocket: Sendable {
     private let fd: Int32
-    private var sequence: UInt32 = 1
+    /// The last request's sequence number; held for a whole request and its replies, so dumps from
+    /// several threads take turns on the socket.
+    private let sequence = Locked<UInt32>(1)
     public let namespaceName: String
 
     // include/uapi/linux/netfilter/nfnetlink.h, nfnetlink_conntrack.h
@@ -60,8 +62,13 @@ public final class ConntrackSocket: @unchecked Sendable {
 
     /// Every IPv4 entry in the namespace's table. The corresponding tool is `conntrack -L`.
     public func dump() throws -> [ConntrackEntry] {
-        sequence &+= 1
-        let seq = sequence
+        try sequence.withLock { sequence in
+            sequence &+= 1
+            return try dump(seq: sequence)
+        }
+    }
+
+    private func dump(seq: UInt32) throws -> [ConntrackEntry] {
         // nlmsghdr + nfgenmsg(AF_INET, NFNETLINK_V0, res_id 0)
         var request = [UInt8]()
         request += le32(20)
@@ -175,7 +182,7 @@ private func u32be(_ b: [UInt8], _ i: Int) -> UInt32 { UInt32(u16be(b, i)) << 16
 /// timeout is not an event, and neither is expiry until something evicts the entry (a dump, or the
 /// garbage collector, which may be a minute late), so a watcher still has to look at the table —
 /// but only when an event arrives or a timeout can have run out.
-public final class ConntrackEvents: @unchecked Sendable {
+public final class ConntrackEvents: Sendable {
     public let fd: Int32
     public let namespaceName: String
 

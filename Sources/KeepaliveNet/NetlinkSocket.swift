@@ -7,6 +7,7 @@ import Glibc
 /// Sockets keep the namespace they were created in, so a socket opened once on a namespace thread
 /// can then be used from any thread. Requests are serialised by the caller (one owner per socket).
 /// Requires CAP_NET_ADMIN in the namespace for every change.
+// @unchecked: holds a libnl nl_sock (C pointer, not thread-safe); its owner serialises requests (one owner per socket).
 public final class NetlinkSocket: @unchecked Sendable {
     let handle: OpaquePointer
     private let lastError: UnsafeMutablePointer<kal_nl_error>

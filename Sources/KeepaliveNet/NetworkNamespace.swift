@@ -5,15 +5,15 @@ import Glibc
 /// an open file descriptor for as long as this object lives.
 ///
 /// Requires CAP_SYS_ADMIN (unshare and the bind mount) in the namespace's owning user namespace.
-public final class NetworkNamespace: @unchecked Sendable {
+public final class NetworkNamespace: Sendable {
     public static let directory = "/run/netns"
 
     public let name: String
     public let path: String
     /// O_RDONLY descriptor of the namespace file; passed to `setns` and to IFLA_NET_NS_FD.
     /// -1 once the namespace is deleted.
-    public private(set) var fd: Int32
-    private var deleted = false
+    public var fd: Int32 { descriptor.value }
+    private let descriptor: Locked<Int32>
 
     /// Creates a new namespace named `name`. The name must be a valid file name (see `validate`).
     /// `setup` runs inside the new namespace on the thread that created it, before anyone else can
@@ -58,10 +58,11 @@ public final class NetworkNamespace: @unchecked Sendable {
     private init(name: String, path: String, fd: Int32) {
         self.name = name
         self.path = path
-        self.fd = fd
+        descriptor = Locked(fd)
     }
 
     deinit {
+        let fd = descriptor.value
         if fd >= 0 { close(fd) }
     }
 
@@ -78,12 +79,14 @@ public final class NetworkNamespace: @unchecked Sendable {
     /// Removes the name. The kernel frees the namespace once no process, socket or descriptor holds
     /// it; `cleanup` kills the processes first. Idempotent.
     public func delete() {
-        guard !deleted else { return }
-        deleted = true
+        let fd = descriptor.withLock { fd in
+            defer { fd = -1 }
+            return fd
+        }
+        guard fd >= 0 else { return }
         Self.removeMount(at: path)
         // The descriptor holds a reference on the namespace too; close it so the kernel can free it.
         close(fd)
-        fd = -1
     }
 
     /// The namespace's identity (inode of its nsfs file), to find processes living in it.

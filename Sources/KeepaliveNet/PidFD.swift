@@ -4,10 +4,10 @@ import Foundation
 /// A process descriptor (pidfd_open(2)). It polls readable once the process has exited, so a wait
 /// for a process with a deadline blocks in poll(2) instead of checking waitpid every few
 /// milliseconds: under UML time-travel a periodic check keeps the virtual clock crawling.
-public final class PidFD: @unchecked Sendable {
+public final class PidFD: Sendable {
     public let fd: Int32
 
-    public enum OpenResult {
+    public enum OpenResult: Sendable {
         case opened(PidFD)
         /// ESRCH: no such process (any more): it has exited and been reaped.
         case gone

@@ -1,19 +1,18 @@
 import Foundation
 
 /// Live topologies of this process, so an interrupted run can still tear everything down.
-public final class TopologyRegistry: @unchecked Sendable {
+public final class TopologyRegistry: Sendable {
     public static let shared = TopologyRegistry()
-    private let lock = NSLock()
-    private var live: [ObjectIdentifier: Topology] = [:]
+    private let live = Locked<[ObjectIdentifier: Topology]>([:])
 
-    func add(_ topology: Topology) { lock.withLock { live[ObjectIdentifier(topology)] = topology } }
-    func remove(_ topology: Topology) { lock.withLock { _ = live.removeValue(forKey: ObjectIdentifier(topology)) } }
+    func add(_ topology: Topology) { live.withLock { $0[ObjectIdentifier(topology)] = topology } }
+    func remove(_ topology: Topology) { live.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(topology)) } }
 
-    public var count: Int { lock.withLock { live.count } }
+    public var count: Int { live.withLock { $0.count } }
 
     /// Tears down every live topology (used on SIGINT/SIGTERM).
     public func teardownAll() {
-        let all = lock.withLock { Array(live.values) }
+        let all = live.withLock { Array($0.values) }
         for topology in all { topology.teardown() }
     }
 }

@@ -10,6 +10,7 @@ import Foundation
 /// Every trial has its own three namespaces, so all trials share these addresses and names.
 /// Neighbours are permanent: no ARP traffic in captures, and a dead B never makes R answer with a
 /// neighbour-failure ICMP on its own. Requires CAP_NET_ADMIN and CAP_SYS_ADMIN.
+// @unchecked: namespaces and netlink sockets replaced by rebootB/teardown under `lock`; libnl sockets (C pointers) inside.
 public final class Topology: @unchecked Sendable {
     public enum Host: String, Sendable { case a, r, b }
 

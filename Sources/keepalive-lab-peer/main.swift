@@ -13,21 +13,27 @@ import KeepalivePeerCore
 import Glibc
 #endif
 
-// A peer must never outlive the harness, whatever killed it.
-_ = kalp_parent_death_signal(SIGKILL)
-var arguments = Array(CommandLine.arguments.dropFirst())
-if arguments.first == "--netns", arguments.count >= 2 {
-    let path = arguments[1]
-    arguments.removeFirst(2)
-    // Before any socket exists: sockets keep the namespace they were created in.
-    let nsFD = open(path, O_RDONLY | O_CLOEXEC)
-    guard nsFD >= 0 else { exit(peerSetupFailure("open \(path): \(String(cString: strerror(errno)))", errno: errno)) }
-    guard kalp_setns_net(nsFD) == 0 else { exit(peerSetupFailure("setns \(path): \(String(cString: strerror(errno)))", errno: errno)) }
-    close(nsFD)
+/// The peer's whole run (a function, not top-level code: its variables are locals, not globals
+/// shared with other code, which Swift 6 would reject).
+func peerMain() -> Never {
+    // A peer must never outlive the harness, whatever killed it.
+    _ = kalp_parent_death_signal(SIGKILL)
+    var arguments = Array(CommandLine.arguments.dropFirst())
+    if arguments.first == "--netns", arguments.count >= 2 {
+        let path = arguments[1]
+        arguments.removeFirst(2)
+        // Before any socket exists: sockets keep the namespace they were created in.
+        let nsFD = open(path, O_RDONLY | O_CLOEXEC)
+        guard nsFD >= 0 else { exit(peerSetupFailure("open \(path): \(String(cString: strerror(errno)))", errno: errno)) }
+        guard kalp_setns_net(nsFD) == 0 else { exit(peerSetupFailure("setns \(path): \(String(cString: strerror(errno)))", errno: errno)) }
+        close(nsFD)
+    }
+    do {
+        let settings = try PeerSettings(arguments: arguments)
+        exit(PeerSession(settings).run())
+    } catch {
+        exit(peerSetupFailure("config: \(error)", errno: nil, exitCode: 2))
+    }
 }
-do {
-    let settings = try PeerSettings(arguments: arguments)
-    exit(PeerSession(settings).run())
-} catch {
-    exit(peerSetupFailure("config: \(error)", errno: nil, exitCode: 2))
-}
+
+peerMain()

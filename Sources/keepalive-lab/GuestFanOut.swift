@@ -86,21 +86,19 @@ struct GuestFanOut {
 }
 
 /// Per-guest results, filled by the guests' threads.
-private final class StatusList: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values: [Result<Int32, any Error>?]
+private final class StatusList: Sendable {
+    private let values: Locked<[Result<Int32, any Error>?]>
 
-    init(count: Int) { values = Array(repeating: nil, count: count) }
-    func set(_ index: Int, _ value: Result<Int32, any Error>) { lock.withLock { values[index] = value } }
-    var all: [Result<Int32, any Error>?] { lock.withLock { values } }
+    init(count: Int) { values = Locked(Array(repeating: nil, count: count)) }
+    func set(_ index: Int, _ value: Result<Int32, any Error>) { values.withLock { $0[index] = value } }
+    var all: [Result<Int32, any Error>?] { values.value }
 }
 
 /// Forwards a guest's output line by line with its name in front, so that two guests' lines do
 /// not interleave mid-line.
-private final class LinePrefixer: @unchecked Sendable {
+private final class LinePrefixer: Sendable {
     let prefix: String
-    private let lock = NSLock()
-    private var pending: [Int32: [UInt8]] = [:]
+    private let pending = Locked<[Int32: [UInt8]]>([:])
 
     init(prefix: String) { self.prefix = prefix }
 
@@ -109,7 +107,7 @@ private final class LinePrefixer: @unchecked Sendable {
     }
 
     private func append(_ bytes: [UInt8], fd: Int32) {
-        lock.withLock {
+        pending.withLock { pending in
             var buffer = pending[fd, default: []] + bytes
             while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
                 BackendOutput.writeAll(fd, Array(prefix.utf8) + buffer[...newline])
@@ -120,7 +118,7 @@ private final class LinePrefixer: @unchecked Sendable {
     }
 
     func flush() {
-        lock.withLock {
+        pending.withLock { pending in
             for (fd, rest) in pending where !rest.isEmpty {
                 BackendOutput.writeAll(fd, Array(prefix.utf8) + rest + [UInt8(ascii: "\n")])
             }

@@ -96,14 +96,10 @@ struct KernelCommand: ParsableCommand {
     /// Runs `arguments` with this process's stdout and stderr and waits for it (a blocking
     /// waitpid); SIGINT from the terminal reaches it too (same process group).
     static func runForwarding(_ arguments: [String]) throws -> Int32 {
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, arguments[0], nil, nil, argv, environ)
-        guard result == 0 else { throw ValidationError("cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        // Exited: WEXITSTATUS; killed: 128 + signal, as a shell reports it.
-        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        do {
+            return try Spawn.run(path: arguments[0], arguments: arguments).shellStatus
+        } catch {
+            throw ValidationError("\(error)")
+        }
     }
 }

@@ -36,22 +36,17 @@ struct NetworkFaultTests {
     /// Runs trials side by side, all at once: each on a thread of its own, which outlives its peers
     /// (Dispatch would run only as many as there are CPUs).
     func parallel(_ specs: [(TrialSpec, String)]) throws -> [TrialResult] {
-        final class Slots: @unchecked Sendable {
-            let lock = NSLock()
-            var results: [Result<TrialResult, Error>?]
-            init(_ count: Int) { results = Array(repeating: nil, count: count) }
-        }
-        let slots = Slots(specs.count)
+        let slots = Locked<[Result<TrialResult, any Error>?]>(Array(repeating: nil, count: specs.count))
         let finished = DispatchSemaphore(value: 0)
         for (i, (spec, name)) in specs.enumerated() {
             Thread {
                 let outcome = Result { try trial(spec, name: name) }
-                slots.lock.withLock { slots.results[i] = outcome }
+                slots.withLock { $0[i] = outcome }
                 finished.signal()
             }.start()
         }
         for _ in specs { finished.wait() }
-        return try slots.lock.withLock { slots.results }.map { try $0!.get() }
+        return try slots.value.map { try $0!.get() }
     }
 
     static let k213 = KeepaliveSetting(idle: 2, interval: 1, count: 3)
@@ -227,8 +222,8 @@ struct NetworkFaultTests {
 }
 
 /// `conntrack -L` in R, polled from outside the product: an independent view of R's table.
-final class ConntrackWitness: @unchecked Sendable {
-    struct Sample: CustomStringConvertible {
+final class ConntrackWitness: Sendable {
+    struct Sample: CustomStringConvertible, Sendable {
         let t: Double
         /// Seconds left on A's entry; nil when the table had none.
         let timeout: Int?
@@ -237,24 +232,23 @@ final class ConntrackWitness: @unchecked Sendable {
         var description: String { "\(timeout.map(String.init) ?? "-")" }
     }
 
-    private let lock = NSLock()
-    private var collected: [Sample] = []
-    private var stopped = false
+    private let collected = Locked<[Sample]>([])
+    private let stopped = Locked(false)
     private let done = DispatchSemaphore(value: 0)
 
-    var samples: [Sample] { lock.withLock { collected } }
+    var samples: [Sample] { collected.value }
 
     func start(namespace: String, port: UInt16) {
         Thread { [self] in
             defer { done.signal() }
-            while !lock.withLock({ stopped }) {
+            while !stopped.value {
                 if let output = Self.list(namespace: namespace, port: port) {
                     // "tcp 6 4 ESTABLISHED src=198.18.1.2 dst=198.18.2.2 sport=… dport=5001 …"
                     let line = output.split(separator: "\n").first { $0.contains("src=\(Topology.aAddress.address)") }
                     let fields = line.map { $0.split(separator: " ", omittingEmptySubsequences: true) } ?? []
                     let timeout = fields.dropFirst(2).first.flatMap { Int($0) }
                     let state = fields.dropFirst(3).first.map(String.init)
-                    lock.withLock { collected.append(Sample(t: PeerEvent.now(), timeout: timeout, state: state)) }
+                    collected.withLock { $0.append(Sample(t: PeerEvent.now(), timeout: timeout, state: state)) }
                 }
                 usleep(250_000)
             }
@@ -262,7 +256,7 @@ final class ConntrackWitness: @unchecked Sendable {
     }
 
     func stop() {
-        lock.withLock { stopped = true }
+        stopped.withLock { $0 = true }
         done.wait()
     }
 

@@ -1,7 +1,6 @@
 #ifndef KAL_SHIM_H
 #define KAL_SHIM_H
 
-#include <spawn.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -102,12 +101,6 @@ int64_t kal_realtime_ns(void);
 
 /* ---- Backends: spawning, user-mode-linux guests ---- */
 
-/* posix_spawn_file_actions_addclosefrom_np: the child closes every descriptor >= lowfd before exec.
- * Libraries the harness uses (libpcap's packet socket, its dump file) do not open with CLOEXEC; a
- * peer that inherited another trial's capture socket held it until it exited, and then spent an RCU
- * grace period per inherited socket in packet_release. Returns 0 or an errno value. */
-int kal_spawn_file_actions_closefrom(posix_spawn_file_actions_t *actions, int lowfd);
-
 /* Flags for kal_spawn. */
 #define KAL_SPAWN_NEW_PROCESS_GROUP 1   /* setpgid(0, 0): the child and its descendants can be killed as a group */
 #define KAL_SPAWN_PARENT_DEATH_KILL 2   /* PR_SET_PDEATHSIG SIGKILL: the child dies with the spawning thread */
@@ -122,12 +115,28 @@ int kal_spawn_file_actions_closefrom(posix_spawn_file_actions_t *actions, int lo
  * leave helper processes behind when killed, such as linux.uml. */
 #define KAL_SPAWN_GUARDIAN 16
 
-/* fork + execve with descriptors fds[0..nfds-1] as the child's 0..nfds-1 (everything else closed),
- * default signal dispositions and an empty signal mask. `cwd` may be NULL; `cleanup_paths` is a
- * NULL-terminated list (or NULL), used with KAL_SPAWN_GUARDIAN only.
- * Returns the pid, or -errno when the child could not be set up or exec failed (reported through a
- * close-on-exec pipe, so a bad path fails here rather than as an exit status).
- * Only async-signal-safe calls run between fork and exec (and in the guardian). */
+/* The one way the lab starts a program (Swift: Spawn in KeepaliveLab/Backend/Spawn.swift).
+ * Starts `path` with argv/envp and descriptors fds[0..nfds-1] as the child's 0..nfds-1: the child
+ * inherits no other descriptor (libpcap's packet sockets and dump files are not CLOEXEC; a peer that
+ * inherited another trial's capture socket held it until it exited, then spent an RCU grace period
+ * per inherited socket in packet_release), starts with default signal dispositions and an empty
+ * signal mask. `cwd` may be NULL; `cleanup_paths` is a NULL-terminated list (or NULL), used with
+ * KAL_SPAWN_GUARDIAN only.
+ * Returns the pid, or -errno when the child could not be set up or exec failed (a bad path fails
+ * here rather than as an exit status).
+ *
+ * Two mechanisms behind it:
+ * - flags 0, cwd NULL, no cleanup paths, nfds 3 (the peers' case): the child shares our memory and
+ *   descriptor table (clone CLONE_VM | CLONE_VFORK | CLONE_FILES); the three descriptors are first
+ *   placed in three low slots reserved at load time, and close_range(slot+1, ~0, CLOSE_RANGE_UNSHARE)
+ *   gives the child a private table holding only the descriptors below that: nothing else is copied
+ *   or closed. fork, or posix_spawn with closefrom(3), copies the caller's whole descriptor table into
+ *   the child and closes every entry one by one: with 1000 trials at once (~16 000 descriptors) that
+ *   was 39 % of the harness's CPU (perf: close_range -> filp_close -> filp_flush). Spawns through
+ *   here are serialised (one reserved set of slots, one child stack); each holds the lock for the
+ *   clone and the exec only.
+ * - otherwise fork + execve; exec failure is reported through a close-on-exec pipe. Only
+ *   async-signal-safe calls run between fork and exec (and in the guardian). */
 pid_t kal_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
                 const char *cwd, int flags, char *const cleanup_paths[]);
 
@@ -184,22 +193,5 @@ struct kal_diag_entry {
 /* NETLINK_SOCK_DIAG dump of every IPv4 TCP socket (all states) with INET_DIAG_INFO. Writes up to
  * `max` entries and returns how many there were in all (may exceed max), or -errno. */
 int kal_tcp_diag_dump(struct kal_diag_entry *out, int max);
-
-/* ---- Starting the lab's own peers: cheap however many descriptors the harness holds ----
- *
- * Starts `path` with argv/envp and stdin/stdout/stderr = in_fd/out_fd/err_fd; the child inherits
- * no other descriptor, starts with no signal blocked and SIGPIPE, SIGINT, SIGTERM, SIGHUP at their
- * defaults. Returns the pid, or -errno (the exec's own errno when exec failed).
- *
- * posix_spawn with closefrom(3) copies the caller's whole descriptor table into the child and then
- * closes every entry one by one: with 1000 trials at once (~16 000 descriptors) that was 39 % of
- * the harness's CPU (perf: close_range -> filp_close -> filp_flush). Here the child shares the
- * table (CLONE_VM | CLONE_VFORK | CLONE_FILES), the three descriptors are first placed in three
- * low slots reserved at load time, and close_range(slot+1, ~0, CLOSE_RANGE_UNSHARE) gives the
- * child a private table holding only the descriptors below that: nothing else is copied or
- * closed. Spawns through here are serialised (one reserved set of slots, one child stack); each
- * holds the lock for the clone and the exec only. */
-pid_t kal_spawn_stdio(const char *path, char *const argv[], char *const envp[],
-                      int in_fd, int out_fd, int err_fd);
 
 #endif

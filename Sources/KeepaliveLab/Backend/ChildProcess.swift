@@ -2,48 +2,29 @@ import CKeepaliveShim
 import Foundation
 import KeepaliveNet
 
-/// A process started with `kal_spawn`: its pid, how to wait for it with a bound, and how to kill
+/// A process started with `Spawn.start`: its pid, how to wait for it with a bound, and how to kill
 /// it (and, when it leads its own process group, everything it started).
 ///
 /// With `.parentDeathKill` the child dies when the *thread* that spawned it exits: spawn from a
 /// thread that outlives it.
-final class ChildProcess: @unchecked Sendable {
-    struct Options: OptionSet {
-        let rawValue: Int32
-        static let newProcessGroup = Options(rawValue: KAL_SPAWN_NEW_PROCESS_GROUP)
-        static let parentDeathKill = Options(rawValue: KAL_SPAWN_PARENT_DEATH_KILL)
-        static let noCoreDump = Options(rawValue: KAL_SPAWN_NO_CORE_DUMP)
-        static let hidePtraceXstate = Options(rawValue: KAL_SPAWN_HIDE_PTRACE_XSTATE)
-        /// `pid` is a guardian that kills and reaps the program's whole process group when the program
-        /// exits, when told to stop (SIGTERM) or when we die, even by SIGKILL (see kal_shim.h).
-        static let guardian = Options(rawValue: KAL_SPAWN_GUARDIAN)
-    }
+final class ChildProcess: Sendable {
+    typealias Options = Spawn.Options
 
     let pid: pid_t
     let leadsProcessGroup: Bool
     let guarded: Bool
     /// Readable once the child has exited; nil where the kernel has no pidfd_open.
     private let pidfd: PidFD?
-    private let lock = NSLock()
-    private var status: Int32?
+    /// The shell-style exit status once reaped.
+    private let status = Locked<Int32?>(nil)
 
     /// Starts `path` with `arguments` (argv[0] included) and `fds` as its descriptors 0, 1, 2, ….
     /// `cleanupPaths` (with `.guardian`): removed by the guardian when the program is stopped rather
     /// than exiting by itself — they outlive us if we are killed.
     init(path: String, arguments: [String], environment: [String: String], fds: [Int32],
          workingDirectory: String? = nil, options: Options, cleanupPaths: [String] = []) throws {
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        let cleanup = cleanupPaths.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-            cleanup.forEach { free($0) }
-        }
-        let result = fds.withUnsafeBufferPointer { fdBuffer in
-            kal_spawn(path, argv, envp, fdBuffer.baseAddress, Int32(fds.count), workingDirectory, options.rawValue, cleanup)
-        }
-        guard result > 0 else { throw SystemCallError("start \(path)", errno: -result) }
+        let result = try Spawn.start(path: path, arguments: arguments, environment: environment, fds: fds,
+                                     workingDirectory: workingDirectory, options: options, cleanupPaths: cleanupPaths)
         pid = result
         guarded = options.contains(.guardian)
         leadsProcessGroup = options.contains(.newProcessGroup) && !guarded
@@ -53,12 +34,12 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// The exit status as a shell reports it (128 + signal when killed), once reaped.
-    var exitStatus: Int32? { lock.withLock { status } }
+    var exitStatus: Int32? { status.value }
 
     /// Reaps the child if it has exited. True once it is reaped.
     @discardableResult
     func poll() -> Bool {
-        lock.withLock {
+        status.withLock { status in
             if status != nil { return true }
             var raw: Int32 = 0
             let r = waitpid(pid, &raw, WNOHANG)
@@ -144,14 +125,14 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     static func shellStatus(_ raw: Int32) -> Int32 {
-        raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        Spawn.Termination(waitStatus: raw).shellStatus
     }
 }
 
 /// Reads a descriptor on its own thread until EOF and hands every chunk to `onData`.
-final class PipeReader: @unchecked Sendable {
-    private let done = NSCondition()
-    private var finished = false
+final class PipeReader: Sendable {
+    /// Signalled at EOF, and again by every wait that sees it, so it stays signalled.
+    private let done = DispatchSemaphore(value: 0)
 
     init(fd: Int32, name: String, onData: @escaping @Sendable ([UInt8]) -> Void) {
         let thread = Thread { [self] in
@@ -163,10 +144,7 @@ final class PipeReader: @unchecked Sendable {
                 onData(Array(buffer[0..<n]))
             }
             close(fd)
-            done.lock()
-            finished = true
-            done.broadcast()
-            done.unlock()
+            done.signal()
         }
         thread.name = name
         thread.start()
@@ -175,12 +153,8 @@ final class PipeReader: @unchecked Sendable {
     /// Waits for EOF, at most `timeout` seconds. True when the reader finished.
     @discardableResult
     func waitForEOF(timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        done.lock()
-        defer { done.unlock() }
-        while !finished {
-            if !done.wait(until: deadline) { return finished }
-        }
+        guard done.wait(timeout: .now() + max(0, timeout)) == .success else { return false }
+        done.signal()
         return true
     }
 }
@@ -196,37 +170,49 @@ struct Pipe2 {
         read = fds[0]
         write = fds[1]
     }
+
+    /// Reads `fd` until EOF (EINTR retried; an error ends it like EOF) and closes it.
+    static func readToEOF(_ fd: Int32) -> [UInt8] {
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data += buffer[0..<n]
+        }
+        close(fd)
+        return data
+    }
 }
 
 /// Lines split out of a byte stream; keeps only the last `capacity` lines.
-final class LineTail: @unchecked Sendable {
-    private let lock = NSLock()
-    private var lines: [String] = []
-    private var partial: [UInt8] = []
+final class LineTail: Sendable {
+    private let state = Locked<(lines: [String], partial: [UInt8])>(([], []))
     private let capacity: Int
-    private let keep: (String) -> Bool
+    private let keep: @Sendable (String) -> Bool
 
-    init(capacity: Int, keep: @escaping (String) -> Bool = { _ in true }) {
+    init(capacity: Int, keep: @escaping @Sendable (String) -> Bool = { _ in true }) {
         self.capacity = capacity
         self.keep = keep
     }
 
     func append(_ bytes: [UInt8]) {
-        lock.withLock {
-            partial += bytes
-            while let newline = partial.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: partial[..<newline], as: UTF8.self)
+        state.withLock { state in
+            state.partial += bytes
+            while let newline = state.partial.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: state.partial[..<newline], as: UTF8.self)
                     .trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
-                if keep(line) { lines.append(line) }
-                partial.removeSubrange(...newline)
+                if keep(line) { state.lines.append(line) }
+                state.partial.removeSubrange(...newline)
             }
-            if lines.count > capacity { lines.removeFirst(lines.count - capacity) }
+            if state.lines.count > capacity { state.lines.removeFirst(state.lines.count - capacity) }
         }
     }
 
     var last: [String] {
-        lock.withLock {
-            partial.isEmpty ? lines : lines + [String(decoding: partial, as: UTF8.self)]
+        state.withLock { state in
+            state.partial.isEmpty ? state.lines : state.lines + [String(decoding: state.partial, as: UTF8.self)]
         }
     }
 }

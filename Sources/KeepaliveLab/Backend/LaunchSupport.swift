@@ -27,23 +27,23 @@ public struct BackendOutput: Sendable {
 }
 
 /// Collects output in memory (for probes that parse it).
-public final class CapturedOutput: @unchecked Sendable {
-    private let lock = NSLock()
-    private var out: [UInt8] = []
-    private var err: [UInt8] = []
+public final class CapturedOutput: Sendable {
+    private let out = Locked<[UInt8]>([])
+    private let err = Locked<[UInt8]>([])
 
     public init() {}
 
     public var sink: BackendOutput {
-        BackendOutput(stdout: { bytes in self.lock.withLock { self.out += bytes } },
-                      stderr: { bytes in self.lock.withLock { self.err += bytes } })
+        BackendOutput(stdout: { bytes in self.out.withLock { $0 += bytes } },
+                      stderr: { bytes in self.err.withLock { $0 += bytes } })
     }
 
-    public var stdout: String { lock.withLock { String(decoding: out, as: UTF8.self) } }
-    public var stderr: String { lock.withLock { String(decoding: err, as: UTF8.self) } }
+    public var stdout: String { String(decoding: out.value, as: UTF8.self) }
+    public var stderr: String { String(decoding: err.value, as: UTF8.self) }
 }
 
 /// Control-line events, parsed as they arrive.
+// @unchecked: state guarded by an NSCondition (waits need a condition variable, which Mutex lacks).
 final class EventStream: @unchecked Sendable {
     private let condition = NSCondition()
     private var partial: [UInt8] = []
@@ -117,11 +117,9 @@ final class EventStream: @unchecked Sendable {
 /// Announces that a child process of ours has exited, to whoever is listening. A pidfd-watching
 /// thread per ChildProcess blocks until its exit, so "is the machine still alive?" is asked when
 /// the answer may have changed rather than every few milliseconds.
-final class ChildExits: @unchecked Sendable {
+final class ChildExits: Sendable {
     static let shared = ChildExits()
-    private let lock = NSLock()
-    private var listeners: [Int: () -> Void] = [:]
-    private var next = 0
+    private let listeners = Locked<(all: [Int: @Sendable () -> Void], next: Int)>(([:], 0))
 
     /// Announces the exit behind `pidfd` once it happens. The thread ends with the process; it
     /// holds the descriptor until then.
@@ -134,48 +132,50 @@ final class ChildExits: @unchecked Sendable {
         thread.start()
     }
 
-    func listen(_ body: @escaping () -> Void) -> Int {
-        lock.withLock {
-            next += 1
-            listeners[next] = body
-            return next
+    func listen(_ body: @escaping @Sendable () -> Void) -> Int {
+        listeners.withLock {
+            $0.next += 1
+            $0.all[$0.next] = body
+            return $0.next
         }
     }
 
-    func remove(_ token: Int) { _ = lock.withLock { listeners.removeValue(forKey: token) } }
+    func remove(_ token: Int) { listeners.withLock { _ = $0.all.removeValue(forKey: token) } }
 
     func announce() {
         // Called outside the lock: a listener takes its own.
-        let all = lock.withLock { Array(listeners.values) }
+        let all = listeners.withLock { Array($0.all.values) }
         for body in all { body() }
     }
 }
 
 /// What this process has running in other environments, undone when it is interrupted (SIGINT,
 /// SIGTERM): the machines are killed and reaped, their private directories removed.
-final class ActiveLaunches: @unchecked Sendable {
+final class ActiveLaunches: Sendable {
     static let shared = ActiveLaunches()
-    private let lock = NSLock()
-    private var aborts: [Int: () -> Void] = [:]
-    private var next = 0
-    private var installed = false
+    private struct State {
+        var aborts: [Int: @Sendable () -> Void] = [:]
+        var next = 0
+        var installed = false
+    }
+    private let state = Locked(State())
 
-    func add(abort: @escaping () -> Void) -> Int {
-        lock.withLock {
-            if !installed {
-                installed = true
+    func add(abort: @escaping @Sendable () -> Void) -> Int {
+        state.withLock {
+            if !$0.installed {
+                $0.installed = true
                 InterruptCleanup.install(run: nil) { ActiveLaunches.shared.abortAll() }
             }
-            next += 1
-            aborts[next] = abort
-            return next
+            $0.next += 1
+            $0.aborts[$0.next] = abort
+            return $0.next
         }
     }
 
-    func remove(_ id: Int) { _ = lock.withLock { aborts.removeValue(forKey: id) } }
+    func remove(_ id: Int) { state.withLock { _ = $0.aborts.removeValue(forKey: id) } }
 
     func abortAll() {
-        let all = lock.withLock { Array(aborts.values) }
+        let all = state.withLock { Array($0.aborts.values) }
         for abort in all { abort() }
     }
 }

@@ -124,6 +124,7 @@ public enum NetemCheck {
     }
 
     /// B's side: index → one-way delay in ms.
+    // @unchecked: state guarded by an NSCondition (waits need a condition variable, which Mutex lacks).
     final class Arrivals: @unchecked Sendable {
         private let condition = NSCondition()
         private var stopping = false

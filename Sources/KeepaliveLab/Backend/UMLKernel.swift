@@ -209,15 +209,7 @@ public struct UMLKernel: Sendable, Equatable {
             throw error
         }
         close(output.write)
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(output.read, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            data += buffer[0..<n]
-        }
-        close(output.read)
+        let data = Pipe2.readToEOF(output.read)
         if !child.wait(timeout: 5) { child.killAndReap() }
         return String(decoding: data, as: UTF8.self)
     }

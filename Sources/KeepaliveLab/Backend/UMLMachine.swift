@@ -301,18 +301,18 @@ public enum UMLMachine {
 /// trial would hang for ever. When the guest has said nothing for `stallSeconds` of wall time, the
 /// host asks init for its uptime (virtual) and its busiest processes; less than a virtual second
 /// of progress since the previous answer is a stall.
-final class StallWatchdog: @unchecked Sendable {
+final class StallWatchdog: Sendable {
     let request: Int32
     let events: EventStream
     let stallSeconds: Double
     /// Guest uptime at the previous answer (or at ready).
-    private var lastUptime: Double?
+    private let lastUptime: Locked<Double?>
 
     init(request: Int32, events: EventStream, stallSeconds: Double, lastUptime: Double?) {
         self.request = request
         self.events = events
         self.stallSeconds = stallSeconds
-        self.lastUptime = lastUptime
+        self.lastUptime = Locked(lastUptime)
     }
 
     /// nil while the clock moves; else what init said about its busiest processes.
@@ -322,8 +322,11 @@ final class StallWatchdog: @unchecked Sendable {
         guard let answer = events.wait(for: [.status], timeout: 10, while: alive) else {
             return "init did not answer within 10 s (the guest is too busy to schedule it)"
         }
-        defer { lastUptime = answer.uptime }
-        guard let now = answer.uptime, let before = lastUptime, now - before < 1 else { return nil }
+        let previous = lastUptime.withLock { last in
+            defer { last = answer.uptime }
+            return last
+        }
+        guard let now = answer.uptime, let before = previous, now - before < 1 else { return nil }
         let busiest = answer.busiest ?? []
         return String(format: "guest uptime %.6f s → %.6f s; ", before, now)
             + (busiest.isEmpty ? "init found no process that ran" : "busiest since then: " + busiest.joined(separator: "; "))

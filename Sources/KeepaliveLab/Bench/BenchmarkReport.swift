@@ -19,7 +19,7 @@ public enum BenchmarkReport {
         | method | build (median) | teardown (median) | build + teardown (median) | p95 total |
         |---|---:|---:|---:|---:|
         | libnl (the product) | \(f(median(t.libnlBuildMs))) ms | \(f(median(t.libnlTeardownMs))) ms | **\(f(median(t.libnlTotalMs))) ms** | \(f(p95(t.libnlTotalMs))) ms |
-        | `ip` commands (\(t.ipCommandsPerTopology) processes, posix_spawn + waitpid) | \(f(median(t.ipBuildMs))) ms | \(f(median(t.ipTeardownMs))) ms | \(f(median(t.ipTotalMs))) ms | \(f(p95(t.ipTotalMs))) ms |
+        | `ip` commands (\(t.ipCommandsPerTopology) processes, spawn + waitpid) | \(f(median(t.ipBuildMs))) ms | \(f(median(t.ipTeardownMs))) ms | \(f(median(t.ipTotalMs))) ms | \(f(p95(t.ipTotalMs))) ms |
 
         libnl is \(String(format: "%.1f", (median(t.ipTotalMs) ?? .nan) / (median(t.libnlTotalMs) ?? .nan)))× faster (medians). Teardown deletes the namespaces; the kernel destroys the veths in its own
         cleanup work afterwards, so teardown does not wait for RCU grace periods.

@@ -73,14 +73,16 @@ public enum ParallelBenchmark {
     public static func batch(concurrent n: Int, run: String, peerExecutable: String,
                              keepalive: KeepaliveSetting = defaultKeepalive, label: String? = nil) throws -> Batch {
         let spec = spec(keepalive: keepalive)
-        let lock = NSLock()
-        var results: [TrialResult] = []
-        var durations: [Double] = []
-        var errors: [String] = []
-        var ready = 0
-        var alive = 0  // ready and not yet finished
-        var readyAt: Double?
-        var memory: Memory?
+        struct Tally: Sendable {
+            var results: [TrialResult] = []
+            var durations: [Double] = []
+            var errors: [String] = []
+            var ready = 0
+            var alive = 0  // ready and not yet finished
+            var readyAt: Double?
+            var memory: Memory?
+        }
+        let tally = Locked(Tally())
         let gate = SetupGate()
         let sampled = DispatchSemaphore(value: 0)
         let group = DispatchGroup()
@@ -91,11 +93,11 @@ public enum ParallelBenchmark {
         // Called on the trial's thread the moment its client is ready; the last one samples memory
         // (one sample at the instant everything is up: no periodic sampling).
         let onReady: @Sendable () -> Void = {
-            let (last, aliveNow): (Bool, Int) = lock.withLock {
-                ready += 1
-                alive += 1
-                if ready == n { readyAt = PeerEvent.now() }
-                return (ready == n, alive)
+            let (last, aliveNow): (Bool, Int) = tally.withLock { t in
+                t.ready += 1
+                t.alive += 1
+                if t.ready == n { t.readyAt = PeerEvent.now() }
+                return (t.ready == n, t.alive)
             }
             // On its own thread: reading ~2 smaps_rollup per trial must not delay this trial's fault.
             if last {
@@ -103,7 +105,7 @@ public enum ParallelBenchmark {
                     // Per trial over the trials alive at that instant: when setting up N takes longer
                     // than a trial, the first ones have finished by then.
                     let sample = MemorySnapshot.sample(run: run, trials: aliveNow, before: before)
-                    lock.withLock { memory = sample }
+                    tally.withLock { $0.memory = sample }
                     sampled.signal()
                 }
                 sampler.start()
@@ -121,9 +123,9 @@ public enum ParallelBenchmark {
                     trial.onReady = onReady
                     let result = try trial.run()
                     let t1 = PeerEvent.now()
-                    lock.withLock { results.append(result); durations.append(t1 - t0); alive -= 1 }
+                    tally.withLock { $0.results.append(result); $0.durations.append(t1 - t0); $0.alive -= 1 }
                 } catch {
-                    lock.withLock { errors.append("\(error)") }
+                    tally.withLock { $0.errors.append("\(error)") }
                 }
             }
             thread.stackSize = 1 << 20
@@ -132,18 +134,19 @@ public enum ParallelBenchmark {
         group.wait()
         let wall = PeerEvent.now() - start
         let cpu = CPUTime.busySeconds() - cpuBefore
-        if lock.withLock({ ready == n }) { sampled.wait() }
-        return lock.withLock {
-            Batch(
-                concurrent: n, wallS: wall, longestTrialS: durations.max() ?? .nan,
-                medianTrialS: ReportStats.median(durations) ?? .nan,
-                detected: results.filter { $0.outcome == .detected }.count, errors: errors,
-                setupSpanS: readyAt.map { $0 - start }, cpuSeconds: cpu, memory: memory,
-                formulaErrorsS: results.compactMap { r in r.measuredS.flatMap { m in r.expectedS.map { m - $0 } } },
-                appMinusWireMs: results.compactMap(\.appMinusWireMs),
-                peer: PeerProcess.leanPeer(near: peerExecutable).map { URL(fileURLWithPath: $0).lastPathComponent }
-                    ?? "keepalive-lab peer")
+        if tally.withLock({ $0.ready == n }) { sampled.wait() }
+        let (results, durations, errors, readyAt, memory) = tally.withLock { t in
+            (t.results, t.durations, t.errors, t.readyAt, t.memory)
         }
+        return Batch(
+            concurrent: n, wallS: wall, longestTrialS: durations.max() ?? .nan,
+            medianTrialS: ReportStats.median(durations) ?? .nan,
+            detected: results.filter { $0.outcome == .detected }.count, errors: errors,
+            setupSpanS: readyAt.map { $0 - start }, cpuSeconds: cpu, memory: memory,
+            formulaErrorsS: results.compactMap { r in r.measuredS.flatMap { m in r.expectedS.map { m - $0 } } },
+            appMinusWireMs: results.compactMap(\.appMinusWireMs),
+            peer: PeerProcess.leanPeer(near: peerExecutable).map { URL(fileURLWithPath: $0).lastPathComponent }
+                ?? "keepalive-lab peer")
     }
 }
 

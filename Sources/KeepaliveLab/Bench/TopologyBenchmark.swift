@@ -78,22 +78,20 @@ public enum TopologyBenchmark {
     static let ipBinary = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
         .first { FileManager.default.isExecutableFile(atPath: $0) } ?? "ip"
 
-    /// posix_spawn + waitpid: Foundation's `Process.waitUntilExit` polls its run loop and would add
-    /// tens of milliseconds per command to the baseline.
+    /// Spawn + waitpid: Foundation's `Process.waitUntilExit` polls its run loop and would add
+    /// tens of milliseconds per command to the baseline. stdout goes to /dev/null.
     static func ip(_ arguments: [String]) throws {
-        var pid: pid_t = 0
-        let argv = ([ipBinary] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        let rc = posix_spawn(&pid, ipBinary, &actions, nil, argv, environ)
-        guard rc == 0 else { throw TrialError(message: "spawn \(ipBinary): \(String(cString: strerror(rc)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        guard status == 0 else {
-            throw TrialError(message: "ip \(arguments.joined(separator: " ")) failed with status \(status)")
+        let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        guard devNull >= 0 else { throw TrialError(message: "open /dev/null: \(String(cString: strerror(errno)))") }
+        defer { close(devNull) }
+        let ended: Spawn.Termination
+        do {
+            ended = try Spawn.run(path: ipBinary, arguments: [ipBinary] + arguments, fds: [0, devNull, 2])
+        } catch {
+            throw TrialError(message: "spawn \(ipBinary): \(error)")
+        }
+        guard ended == .exited(0) else {
+            throw TrialError(message: "ip \(arguments.joined(separator: " ")) failed: \(ended)")
         }
     }
 

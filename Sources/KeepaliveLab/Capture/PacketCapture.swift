@@ -34,6 +34,7 @@ public struct CaptureError: Error, CustomStringConvertible, Sendable {
 ///
 /// `init` opens the AF_PACKET socket on the calling thread, so it belongs to that thread's
 /// network namespace; the reader thread started by `start()` may run anywhere afterwards.
+// @unchecked: started/finished/result are guarded by `lock`; the Sink (libpcap handles) is read under it only once its reader has finished.
 public final class PacketCapture: @unchecked Sendable {
     public let interface: String
     public let pcapPath: String
@@ -182,6 +183,7 @@ func makePacket(_ hdr: pcap_pkthdr, _ bytes: UnsafePointer<UInt8>, nano: Bool, m
 
 /// The handle, the dump file and the packets. Touched by one thread at a time: the reader while it
 /// runs, then stop() after it has exited.
+// @unchecked: holds libpcap C handles; the reader thread owns them until it signals `done`, then stop() reads and closes them.
 private final class Sink: @unchecked Sendable {
     private var handle: OpaquePointer?
     private var dumper: OpaquePointer?

@@ -90,6 +90,7 @@ struct ConntrackObservation: Sendable {
 /// look at the expiry instant sees the entry go. ctnetlink gives the time left in whole seconds;
 /// looks whole seconds before a candidate instant tell on which side of it the expiry lies, which
 /// narrows it to `precision` while it is more than a second away.
+// @unchecked: state guarded by `lock`, the wake pipe and the watcher thread handed over through the `done` semaphore.
 final class ConntrackWatcher: @unchecked Sendable {
     let socket: ConntrackSocket
     let events: ConntrackEvents

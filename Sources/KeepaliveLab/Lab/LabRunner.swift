@@ -3,6 +3,7 @@ import KeepaliveNet
 
 /// Runs a plan: many trials at once, each on its own topology, each result appended to
 /// `results.jsonl` the moment it finishes.
+// @unchecked: next/records and the lazy queue are guarded by `lock`; `trialRunner` is set by tests before run().
 public final class LabRunner: @unchecked Sendable {
     public let lab: Lab
     public let plan: TrialPlan
@@ -115,12 +116,11 @@ public final class LabRunner: @unchecked Sendable {
 }
 
 /// Progress on stderr: a bar with ETA on a terminal, one plain line per trial otherwise.
-public final class RunProgress: @unchecked Sendable {
+public final class RunProgress: Sendable {
     let total: Int
     let started = Date()
     let isTerminal: Bool
-    private let lock = NSLock()
-    private var done = 0
+    private let finishedCount = Locked(0)
 
     /// In a UML guest stderr is a console line that the host reads from a pipe: plain lines there.
     public init(total: Int, isTerminal: Bool = isatty(2) == 1 && ExecutionEnvironment.backendLabel != Backend.uml.rawValue) {
@@ -129,7 +129,7 @@ public final class RunProgress: @unchecked Sendable {
     }
 
     public func finished(_ record: RunRecord) {
-        let line: String = lock.withLock {
+        let line: String = finishedCount.withLock { done in
             done += 1
             let elapsed = Date().timeIntervalSince(started)
             let eta = done < total ? elapsed / Double(done) * Double(total - done) : 0

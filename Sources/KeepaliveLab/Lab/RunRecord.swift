@@ -1,4 +1,5 @@
 import Foundation
+import KeepaliveNet
 
 /// One line of `results.jsonl`: which cell and trial, and what happened.
 public struct RunRecord: Codable, Sendable {
@@ -146,9 +147,10 @@ public struct RunDirectory: Sendable {
 
 /// Appends JSON lines with O_APPEND, one write(2) per line, so concurrent trials never interleave
 /// and a crash loses at most the line being written.
-public final class JSONLinesWriter: @unchecked Sendable {
+public final class JSONLinesWriter: Sendable {
     private let fd: Int32
-    private let lock = NSLock()
+    /// One writer at a time (each line is one write(2) with O_APPEND; this keeps them in call order).
+    private let writing = Locked(())
     private let encoder: JSONEncoder = {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
@@ -165,7 +167,7 @@ public final class JSONLinesWriter: @unchecked Sendable {
     public func append<T: Encodable>(_ value: T) throws {
         var line = try encoder.encode(value)
         line.append(UInt8(ascii: "\n"))
-        try lock.withLock {
+        try writing.withLock { _ in
             let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             guard written == line.count else { throw TrialError(message: "append to results.jsonl: \(String(cString: strerror(errno)))") }
         }

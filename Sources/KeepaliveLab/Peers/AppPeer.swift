@@ -13,6 +13,7 @@ import Glibc
 /// One reader thread blocks in poll() on the program's stdout, stderr, its pidfd (readable when it
 /// exits) and, once attached, a copy of its connection (POLLERR/POLLHUP when the kernel aborts or
 /// resets it). Nothing polls on a period: every wait ends at an event or a deadline.
+// @unchecked: state guarded by an NSCondition (waits need a condition variable, which Mutex lacks).
 final class AppProcess: @unchecked Sendable {
     struct Line: Sendable {
         var t: Double
@@ -59,19 +60,16 @@ final class AppProcess: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         let path = full[0].hasPrefix("/") ? full[0] : (AppProcess.which(full[0]) ?? full[0])
-        let argvC = full.map { strdup($0) } + [nil]
-        let envC = env.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { argvC.forEach { free($0) }; envC.forEach { free($0) } }
         let fds = [inPipe[0], outPipe[1], errPipe[1]]
-        let child = fds.withUnsafeBufferPointer { buffer in
-            kal_spawn(path, argvC, envC, buffer.baseAddress, 3, workingDirectory,
-                      KAL_SPAWN_NEW_PROCESS_GROUP | KAL_SPAWN_PARENT_DEATH_KILL, nil)
+        let child: pid_t
+        do {
+            child = try Spawn.start(path: path, arguments: full, environment: env, fds: fds,
+                                    workingDirectory: workingDirectory, options: [.newProcessGroup, .parentDeathKill])
+        } catch {
+            for fd in fds + [inPipe[1], outPipe[0], errPipe[0], wake[0], wake[1]] { close(fd) }
+            throw SystemCallError("start \(name) (\(full.joined(separator: " ")))", errno: (error as? SystemCallError)?.errno ?? EINVAL)
         }
         for fd in fds { close(fd) }
-        guard child > 0 else {
-            for fd in [inPipe[1], outPipe[0], errPipe[0], wake[0], wake[1]] { close(fd) }
-            throw SystemCallError("start \(name) (\(full.joined(separator: " ")))", errno: -child)
-        }
         pid = child
         startedAt = PeerEvent.now()
         stdinFd = inPipe[1]

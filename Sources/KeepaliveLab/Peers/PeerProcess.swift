@@ -21,6 +21,7 @@ public enum PeerProcessError: Error, CustomStringConvertible {
 ///
 /// The child gets PR_SET_PDEATHSIG, which fires when the *thread* that spawned it exits: spawn from
 /// a thread that outlives the peer.
+// @unchecked: reaped/exitStatus guarded by `reapLock`, which a wait releases around its pidfd poll (not a scoped lock).
 public final class PeerProcess: @unchecked Sendable {
     public let pid: pid_t
     public let config: PeerConfig
@@ -89,17 +90,18 @@ public final class PeerProcess: @unchecked Sendable {
 
         // The peer gets these three and nothing else: libpcap's packet sockets and dump files are
         // not CLOEXEC, and a peer that inherited other trials' captures kept them open (and its
-        // exit stalled on them). It starts with no signal blocked and SIGPIPE, SIGINT, SIGTERM,
-        // SIGHUP at their defaults whatever the harness does with them. kal_spawn_stdio does this
-        // without copying the harness's descriptor table (see kal_shim.h).
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let spawned = kal_spawn_stdio(executable, argv, environ, stdinPair[1], stdoutPair[1], stderrPair[1])
-        for fd in [stdinPair[1], stdoutPair[1], stderrPair[1]] { close(fd) }
-        guard spawned > 0 else {
-            for fd in [stdinPair[0], stdoutPair[0], stderrPair[0]] { close(fd) }
-            throw PeerProcessError.spawn(errno: -spawned, "spawn \(executable)")
+        // exit stalled on them). It starts with no signal blocked and default signal dispositions
+        // whatever the harness does with them. Spawn does this without copying the harness's
+        // descriptor table (no options, three descriptors: see kal_spawn in kal_shim.h).
+        let childFds = [stdinPair[1], stdoutPair[1], stderrPair[1]]
+        let spawned: pid_t
+        do {
+            spawned = try Spawn.start(path: executable, arguments: arguments, fds: childFds)
+        } catch {
+            for fd in childFds + [stdinPair[0], stdoutPair[0], stderrPair[0]] { close(fd) }
+            throw PeerProcessError.spawn(errno: (error as? SystemCallError)?.errno ?? EINVAL, "spawn \(executable)")
         }
+        for fd in childFds { close(fd) }
         let child = spawned
         pid = child
         PeerPriority.current.apply(to: child)
@@ -252,6 +254,7 @@ public enum PeerPriority: String, Sendable {
 }
 
 /// State shared between a PeerProcess and its reader thread.
+// @unchecked: state guarded by an NSCondition (waits need a condition variable, which Mutex lacks).
 private final class SharedState: @unchecked Sendable {
     private let condition = NSCondition()
     var events: [PeerEvent] = []

@@ -135,14 +135,16 @@ public struct AppSocketSettings: Codable, Sendable, Equatable {
 /// it can be polled for the kernel's verdict (POLLERR/POLLHUP when the connection is aborted or
 /// reset). Holding the copy keeps the socket alive after the program closes its own descriptor, so
 /// the copy is closed as soon as the program is seen to give up (exit, detection, end of trial).
-final class BorrowedSocket: @unchecked Sendable {
-    private(set) var fd: Int32
+final class BorrowedSocket: Sendable {
+    /// -1 once closed.
+    private let descriptor: Locked<Int32>
+    var fd: Int32 { descriptor.value }
     let ownerPid: pid_t
     let ownerFd: Int32
     let entry: SockDiag.Entry
 
     init(fd: Int32, ownerPid: pid_t, ownerFd: Int32, entry: SockDiag.Entry) {
-        self.fd = fd
+        descriptor = Locked(fd)
         self.ownerPid = ownerPid
         self.ownerFd = ownerFd
         self.entry = entry
@@ -151,8 +153,10 @@ final class BorrowedSocket: @unchecked Sendable {
     deinit { close() }
 
     func close() {
-        if fd >= 0 { Glibc.close(fd) }
-        fd = -1
+        descriptor.withLock { fd in
+            if fd >= 0 { Glibc.close(fd) }
+            fd = -1
+        }
     }
 
     var settings: AppSocketSettings? {

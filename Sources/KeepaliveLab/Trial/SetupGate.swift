@@ -1,4 +1,5 @@
 import Foundation
+import KeepaliveNet
 
 /// Lets a bounded number of trials set up at once (topology, capture, peers until the client is
 /// ready); the rest wait their turn in arrival order, blocked on a condition, not polling.
@@ -7,14 +8,16 @@ import Foundation
 /// and exec peers in the same instant: the CPU work is the same, but every trial's setup then
 /// finishes at the end of the pile-up instead of one after another. Pipelined, the first trials
 /// are already waiting on their kernel timers while later ones set up.
-public final class SetupGate: @unchecked Sendable {
+public final class SetupGate: Sendable {
     public let width: Int
-    private let lock = NSLock()
-    private var inside = 0
-    /// Waiters in arrival order, each on its own semaphore: a release wakes exactly the next one
-    /// (a shared condition would wake all of them, a thousand context switches per release).
-    private var waiting: [DispatchSemaphore] = []
-    private var head = 0
+    private struct State {
+        var inside = 0
+        /// Waiters in arrival order, each on its own semaphore: a release wakes exactly the next one
+        /// (a shared condition would wake all of them, a thousand context switches per release).
+        var waiting: [DispatchSemaphore] = []
+        var head = 0
+    }
+    private let state = Locked(State())
 
     /// Four setups per CPU: a setup mostly blocks (kernel locks while namespaces are made, a
     /// peer's exec and first exchange), so a few per CPU keep the CPUs busy. Measured on 2 CPUs,
@@ -29,13 +32,13 @@ public final class SetupGate: @unchecked Sendable {
     /// Blocks until this caller may set up (first come, first served). `Pass.leave()` is
     /// idempotent.
     public func enter() -> Pass {
-        let wait: DispatchSemaphore? = lock.withLock {
-            if inside < width && head == waiting.count {
-                inside += 1
+        let wait: DispatchSemaphore? = state.withLock { s in
+            if s.inside < width && s.head == s.waiting.count {
+                s.inside += 1
                 return nil
             }
             let semaphore = DispatchSemaphore(value: 0)
-            waiting.append(semaphore)
+            s.waiting.append(semaphore)
             return semaphore
         }
         wait?.wait()  // the releasing caller handed its place over: `inside` already counts us
@@ -43,30 +46,29 @@ public final class SetupGate: @unchecked Sendable {
     }
 
     fileprivate func release() {
-        let next: DispatchSemaphore? = lock.withLock {
-            guard head < waiting.count else {
-                inside -= 1
+        let next: DispatchSemaphore? = state.withLock { s in
+            guard s.head < s.waiting.count else {
+                s.inside -= 1
                 return nil
             }
-            let next = waiting[head]
-            head += 1
-            if head == waiting.count {
-                waiting.removeAll(keepingCapacity: true)
-                head = 0
+            let next = s.waiting[s.head]
+            s.head += 1
+            if s.head == s.waiting.count {
+                s.waiting.removeAll(keepingCapacity: true)
+                s.head = 0
             }
             return next
         }
         next?.signal()
     }
 
-    public final class Pass: @unchecked Sendable {
+    public final class Pass: Sendable {
         private let gate: SetupGate
-        private let lock = NSLock()
-        private var left = false
+        private let left = Locked(false)
         fileprivate init(gate: SetupGate) { self.gate = gate }
 
         public func leave() {
-            let first = lock.withLock { () -> Bool in
+            let first = left.withLock { left -> Bool in
                 defer { left = true }
                 return !left
             }
