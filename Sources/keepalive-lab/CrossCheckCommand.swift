@@ -65,6 +65,6 @@ struct CrossCheckCommand: ParsableCommand {
         print(text)
         let cells = CrossValidation.compare(real: records[0], virtual: records[1], lab: parsed)
         let determinism = CrossValidation.determinism(records[1], records[2])
-        if cells.contains(where: { !$0.agrees }) || determinism.withinClockReads != determinism.trials { throw ExitCode(1) }
+        if cells.contains(where: { !$0.agrees }) || determinism.unexplained > 0 { throw ExitCode(1) }
     }
 }
