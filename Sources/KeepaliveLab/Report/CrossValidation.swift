@@ -72,10 +72,10 @@ public enum CrossValidation {
         for record in a {
             guard let x = record.result, let y = second[record.index]?.result else { continue }
             compared += 1
-            let fields = zip(timings(x), timings(y))
-            let worst = fields.map { abs($0 - $1) }.max() ?? 0
-            let sameShape = timings(x).count == timings(y).count
-            let ticks = sameShape && worst > clockReadSlack ? wholeTickDifference(x, y) : nil
+            let tx = timings(x), ty = timings(y)
+            let worst = zip(tx, ty).map { abs($0 - $1) }.max() ?? 0
+            let sameShape = tx.count == ty.count
+            let ticks = sameShape && worst > clockReadSlack ? wholeTickDifference(x, y, tx, ty) : nil
             if sameShape && worst <= clockReadSlack { withinSlack += 1 }
             if ticks != nil { wholeTicks += 1 }
             // Instants are differences of two clock readings in floating point: below a
@@ -85,7 +85,7 @@ public enum CrossValidation {
             } else {
                 largest = max(largest, worst)
                 let line = "\(record.cellKey) #\(record.trial + 1): "
-                    + (!sameShape ? "\(timings(x).count) vs \(timings(y).count) instants (a segment more or less)"
+                    + (!sameShape ? "\(tx.count) vs \(ty.count) instants (a segment more or less)"
                        : ticks.map { "up to \(String(format: "%.3f", worst)) s = \($0) tick(s) (every difference a whole number of ticks, no modelled event outside its window)" }
                        ?? "up to \(String(format: "%.9f", worst)) s")
                 if worst > clockReadSlack || !sameShape { beyondReads.append(line) } else { differing.append(line) }
@@ -96,15 +96,15 @@ public enum CrossValidation {
                            largestDifferenceS: largest, differing: beyondReads + differing)
     }
 
-    /// When every timing of `x` and `y` differs by a whole number of the kernel's ticks (within the
-    /// clock-read slack) and neither run has an event outside its timer-wheel window: the largest
-    /// difference in ticks. nil otherwise.
-    static func wholeTickDifference(_ x: TrialResult, _ y: TrialResult) -> Int? {
+    /// When every timing of `x` and `y` (`tx`, `ty`: their `timings`) differs by a whole number of the
+    /// kernel's ticks (within the clock-read slack) and neither run has an event outside its
+    /// timer-wheel window: the largest difference in ticks. nil otherwise.
+    static func wholeTickDifference(_ x: TrialResult, _ y: TrialResult, _ tx: [Double], _ ty: [Double]) -> Int? {
         guard let hz = x.kernelHz, hz > 0, y.kernelHz == hz,
               x.withinTolerance != false, y.withinTolerance != false else { return nil }
         let tick = 1 / Double(hz)
         var most = 0
-        for (a, b) in zip(timings(x), timings(y)) {
+        for (a, b) in zip(tx, ty) {
             let d = abs(a - b), k = (d / tick).rounded()
             guard abs(d - k * tick) <= clockReadSlack else { return nil }
             most = max(most, Int(k))
@@ -162,8 +162,8 @@ public enum CrossValidation {
                   + "No host-scheduling noise reaches the kernel's timers, but under inf-cpu each clock read costs 256 ns of virtual "
                   + "time, and the harness's threads and the host's console and file I/O interleave differently from run to run: an "
                   + "instant can move by a handful of reads, and trials that share a guest start in an order that varies, so a trial "
-                  + "can start at another jiffy and its timers land in a neighbouring timer-wheel bucket (whole ticks, every event "
-                  + "still inside its window; a single trial in its own guest repeats within 10 µs)"
+                  + "can start at another jiffy and its timers land in a neighbouring timer-wheel bucket (whole ticks, no modelled "
+                  + "event outside its window; a single trial in its own guest repeats within 10 µs)"
                   + (determinism.differing.isEmpty ? "." : String(format: "; the largest difference %.9f s:", determinism.largestDifferenceS)))
         for line in determinism.differing.prefix(20) { md.append("- \(line)") }
         md.append("")
