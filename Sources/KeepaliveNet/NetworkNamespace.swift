@@ -24,9 +24,8 @@ public final class NetworkNamespace: Sendable {
         try validate(name: name)
         try prepareDirectory()
         let path = "\(directory)/\(name)"
-        let placeholder = Glibc.open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0)
-        guard placeholder >= 0 else { throw SystemCallError("create \(path)") }
-        close(placeholder)
+        // An empty file to mount the namespace on: a hard link, not a new inode (see the shim).
+        guard kal_placeholder_create(directory, path) == 0 else { throw SystemCallError("create \(path)") }
         do {
             try NamespaceThread.run {
                 guard kal_unshare(KAL_CLONE_NEWNET) == 0 else {
@@ -148,6 +147,23 @@ public final class NetworkNamespace: Sendable {
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted()
+    }
+
+    /// Blocks until the kernel has destroyed every network namespace released before the call
+    /// (deleting a namespace only queues its destruction; after hundreds of trials the kernel's
+    /// cleanup work runs for seconds and takes CPU from whatever starts next). Waits for a kernel
+    /// event (see kal_netns_cleanup_barrier), not by polling. Returns the seconds it waited.
+    @discardableResult
+    public static func awaitKernelCleanup(timeout: Double = 120) throws -> Double {
+        let start = kal_monotonic_ns()
+        var step: Int32 = 0
+        let rc = kal_netns_cleanup_barrier(Int32(timeout * 1000), &step)
+        guard rc == 0 else {
+            let what = ["", "observer namespace and netlink socket", "sentinel namespace", "RTM_NEWNSID (assign the sentinel an id)",
+                        "RTM_GETNSID (read the id back)", "waiting for RTM_DELNSID"][Int(min(max(step, 0), 5))]
+            throw SystemCallError("namespace cleanup barrier: \(what)\(rc == -ETIMEDOUT ? " (after \(timeout) s)" : "")", errno: -rc)
+        }
+        return Double(kal_monotonic_ns() - start) / 1e9
     }
 
     /// Pids of processes whose network namespace is this one (as `ip netns pids`).

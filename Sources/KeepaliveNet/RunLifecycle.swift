@@ -125,7 +125,8 @@ public enum Cleanup {
         public var skippedLiveRuns: [String] = []
     }
 
-    /// Temporary files of a run (captures kept only for the analysis) are named `kal-<run>-…`.
+    /// Temporary files of a run are named `kal-<run>-…` (captures a trial kept only for its
+    /// analysis, as versions before in-memory captures wrote them).
     static func removeTempFiles(of run: String, into report: inout Report) {
         let directory = FileManager.default.temporaryDirectory.path
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []

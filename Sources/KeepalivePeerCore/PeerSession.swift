@@ -603,6 +603,7 @@ public final class PeerSession {
     func handleTimers(now: Double) {
         if let deadline = heartbeatDeadline, now >= deadline, let oldest = unansweredHeartbeats.first {
             let timeout = config.heartbeat!.timeout
+            leaveRealtimePriority()
             emit("heartbeat_timeout", t: now, seq: oldest.seq, detail: "no KAHR for KAHB \(oldest.seq) within \(timeout) s")
             return finish("heartbeat")
         }
@@ -652,6 +653,19 @@ public final class PeerSession {
         }
     }
 
+    /// The harness may start peers at SCHED_FIFO 1 so that a wakeup is stamped the moment the
+    /// kernel reports; once this peer has stamped its detection, the reporting work (TCP_INFO,
+    /// formatting, writes) must not hold up other peers woken by the same timer tick. Under
+    /// SCHED_FIFO, equal-priority peers run one after another until each blocks: trials that
+    /// share keepalive settings and started within one timer-wheel bucket expire in the same tick,
+    /// and each peer's report then delayed the next peer's stamp. Back to SCHED_OTHER (its nice
+    /// value kept); a no-op where the peer was not realtime.
+    func leaveRealtimePriority() {
+        guard sched_getscheduler(0) == SCHED_FIFO else { return }
+        var param = sched_param(sched_priority: 0)
+        _ = sched_setscheduler(0, SCHED_OTHER, &param)
+    }
+
     /// Control-channel mistakes go to stderr: an "error" event means the connection failed.
     func complain(_ message: String) {
         let line = Array("keepalive-lab peer: \(message)\n".utf8)
@@ -665,6 +679,7 @@ public final class PeerSession {
     /// work; TCP_INFO is snapshotted while the fd still exists.
     func connectionFailed(_ err: Int32, context: String) {
         let learned = wokeAt
+        leaveRealtimePriority()
         emitTCPInfo(detail: context)
         emit("error", t: learned, errno: err, detail: "\(context): \(String(cString: strerror(err)))")
         closeAbortively(&fd)

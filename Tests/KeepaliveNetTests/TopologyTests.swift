@@ -117,6 +117,26 @@ struct TopologyTests {
         #expect(try ConnectivityCheck.exchange(over: topology, port: 7001).reply == "pong:ping")
     }
 
+    /// The witness: a veth whose ends sit in two namespaces dies with either namespace, in the
+    /// kernel's deferred cleanup of the one deleted. Once the barrier returns, the end left in the
+    /// surviving namespace must be gone.
+    @Test func kernelCleanupBarrierWaitsForDeletedNamespaces() throws {
+        let id = try LabID(run: LabID.newRunID(), trial: "t9")
+        let survivor = try NetworkNamespace.create(named: id.namespaceName(.r))
+        defer { survivor.delete() }
+        let doomed = try NetworkNamespace.create(named: id.namespaceName(.a))
+        let added = ip("-n", survivor.name, "link", "add", "kal-w0", "type", "veth", "peer", "name", "kal-w1", "netns", doomed.name)
+        #expect(added.isEmpty, "ip link add: \(added)")
+        #expect(ip("-n", survivor.name, "link", "show", "kal-w0").contains("kal-w0"))
+        doomed.delete()
+        let waited = try NetworkNamespace.awaitKernelCleanup(timeout: 60)
+        #expect(waited >= 0 && waited < 60)
+        #expect(ip("-n", survivor.name, "link", "show", "kal-w0").contains("does not exist"),
+                "the veth end in the surviving namespace outlived the barrier")
+        // Nothing released since: the next barrier has nothing to wait for but its own sentinels.
+        #expect(try NetworkNamespace.awaitKernelCleanup(timeout: 60) < 60)
+    }
+
     @Test func cleanupRemovesRunsWhoseOwnerIsGone() throws {
         let run = LabID.newRunID()
         let topology = try Topology.build(id: try LabID(run: run, trial: "t6"))

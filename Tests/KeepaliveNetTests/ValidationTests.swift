@@ -1,4 +1,6 @@
 import Glibc
+import CKeepaliveShim
+import Foundation
 import Testing
 @testable import KeepaliveNet
 
@@ -67,5 +69,39 @@ import Testing
         #expect(Errno.name(ETIMEDOUT) == "ETIMEDOUT")
         #expect(Errno.name(ECONNRESET) == "ECONNRESET")
         #expect(Errno.name(4242) == "E4242")
+    }
+}
+
+/// Unprivileged, on a scratch directory under /tmp: the placeholders namespaces are mounted on.
+@Suite struct PlaceholderTests {
+    @Test func placeholdersShareOneInodeAndSurviveTheirLastName() throws {
+        var template = Array("/tmp/kal-placeholder-test-XXXXXX".utf8CString)
+        let dir = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }.map { String(cString: $0) })
+        defer { _ = try? FileManager.default.removeItem(atPath: dir) }
+        func status(_ path: String) -> stat? {
+            var st = stat()
+            return lstat(path, &st) == 0 ? st : nil
+        }
+        let names = ["\(dir)/a", "\(dir)/b", "\(dir)/c"]
+        for name in names { #expect(kal_placeholder_create(dir, name) == 0, "create \(name): errno \(errno)") }
+        let inodes = Set(names.compactMap { status($0)?.st_ino })
+        let st = try #require(status(names[0]))
+        // O_TMPFILE works on /tmp here (tmpfs or ext4): one inode, one link per name. Where it
+        // does not, each name is its own empty file; both are correct placeholders.
+        if inodes.count == 1 { #expect(st.st_nlink == 3) } else { #expect(inodes.count == 3) }
+        #expect(st.st_size == 0 && (st.st_mode & S_IFMT) == S_IFREG)
+
+        // An existing name: EEXIST, like open(O_CREAT|O_EXCL); nothing replaced.
+        #expect(kal_placeholder_create(dir, names[1]) == -1 && errno == EEXIST)
+
+        // Every name removed (the anchor's link count drops to 0; it cannot be linked again): the
+        // next placeholder still appears, on a fresh anchor.
+        for name in names { unlink(name) }
+        #expect(kal_placeholder_create(dir, "\(dir)/d") == 0, "errno \(errno)")
+        #expect(status("\(dir)/d")?.st_nlink == 1)
+        unlink("\(dir)/d")
+
+        // A directory that does not exist: -1 with ENOENT, not a crash or a file elsewhere.
+        #expect(kal_placeholder_create("\(dir)/missing", "\(dir)/missing/x") == -1)
     }
 }

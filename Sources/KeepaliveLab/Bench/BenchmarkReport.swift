@@ -54,19 +54,27 @@ public enum BenchmarkReport {
         time of \(aloneRuns) single-trial batch(es) of this run (\(f(alone)) s). Target: 200 trials within
         1.3× and 1000 within 1.5× of that. Setups go through a gate (\(SetupGate.defaultWidth) at once, first
         come first served), so "setup span" is the batch start → the last client ready. CPU is machine-wide
-        busy time during the batch (`/proc/stat`), so anything else running counts too.
+        busy time during the batch (`/proc/stat`), so anything else running counts too. Before each batch
+        the bench waits until the kernel has destroyed the namespaces of earlier batches ("settle":
+        deleting a namespace only queues its destruction, which otherwise runs during the next batch's
+        setup); the wait ends on a kernel event (RTM_DELNSID of a sentinel namespace), not a timer.
 
-        | concurrent trials | batch wall time | longest trial | median trial | setup span | wall / alone | target | detected | errors | CPU (machine) | per trial |
-        |--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|
+        | concurrent trials | settle before | batch wall time | longest trial | median trial | setup span | wall / alone | target | detected | errors | CPU (machine) | per trial |
+        |--:|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|
 
         """
         for b in batches {
             let vsAlone = b.wallS / alone
             let verdict = b.concurrent == smallest ? "—"
                 : (vsAlone <= target(b.concurrent) ? "≤ \(f(target(b.concurrent), 1))× met" : "≤ \(f(target(b.concurrent), 1))× **missed**")
-            text += "| \(b.concurrent) | \(f(b.wallS)) s | \(f(b.longestTrialS)) s | \(f(b.medianTrialS)) s | \(f(b.setupSpanS)) s | "
+            text += "| \(b.concurrent) | \(b.cleanupWaitS.map { "\(f($0)) s" } ?? "failed") | \(f(b.wallS)) s | \(f(b.longestTrialS)) s | \(f(b.medianTrialS)) s | \(f(b.setupSpanS)) s | "
                 + "\(f(vsAlone)) | \(verdict) | \(b.detected)/\(b.concurrent) | \(b.errors.count) | "
                 + "\(f(b.cpuSeconds, 1)) s | \(f(b.cpuSeconds / Double(b.concurrent) * 1000, 1)) ms |\n"
+        }
+        let unsettled = batches.filter { $0.cleanupNote != nil }
+        if !unsettled.isEmpty {
+            text += "\nSettle failed before \(unsettled.count) batch(es), which then started at once: "
+                + Set(unsettled.compactMap(\.cleanupNote)).sorted().joined(separator: "; ") + "\n"
         }
         text += """
 
@@ -76,6 +84,15 @@ public enum BenchmarkReport {
         RST on the wire (capture in R, same CLOCK_MONOTONIC timeline), and the measured latency minus the
         kernel formula (idle + count × interval from the last segment A received; timers fire late,
         never early). Target: app − wire p95 ≤ 5 ms at 200 trials.
+
+        What bounds it: trials with the same keepalive settings that started within one timer-wheel
+        bucket have their timers expire in the same tick, so one softirq sends dozens of RSTs and wakes
+        dozens of peers at once. Peers run at SCHED_FIFO 1 until they have stamped the wakeup, then
+        drop to SCHED_OTHER before formatting their report, so one peer's report does not delay the
+        next peer's stamp. The wire stamp is taken when R's receive path hands the frame to the capture
+        (a TCP segment carries its sender's departure time, which the capture cannot use); the kernel
+        defers that receive work to ksoftirqd while a woken realtime peer waits, so app − wire can
+        be slightly negative: the wire stamp is then the later one.
 
         | concurrent trials | app − wire: median | p95 | max | measured − formula: median | p95 | max |
         |--:|--:|--:|--:|--:|--:|--:|

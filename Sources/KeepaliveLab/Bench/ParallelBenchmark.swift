@@ -24,6 +24,10 @@ public enum ParallelBenchmark {
         public var appMinusWireMs: [Double]
         /// Which peer binary ran (keepalive-lab-peer or keepalive-lab peer).
         public var peer: String
+        /// How long the batch waited, before it started, for the kernel to finish destroying the
+        /// namespaces of earlier batches; nil where that wait failed (`cleanupNote` says why).
+        public var cleanupWaitS: Double?
+        public var cleanupNote: String?
     }
 
     /// Memory at the instant the last trial of the batch became ready (every topology, capture and
@@ -86,6 +90,13 @@ public enum ParallelBenchmark {
         let gate = SetupGate()
         let sampled = DispatchSemaphore(value: 0)
         let group = DispatchGroup()
+        // Start on a settled machine: the kernel destroys deleted namespaces later, in its own
+        // work queue, and the previous batch's would otherwise be destroyed during this batch's
+        // setup and shrink its memory deltas. (On the 2-CPU machine of Reports/benchmark.md the
+        // kernel kept up: 0.03–0.15 s of waiting after batches of 200.)
+        var cleanupWait: Double?
+        var cleanupNote: String?
+        do { cleanupWait = try NetworkNamespace.awaitKernelCleanup() } catch { cleanupNote = "\(error)" }
         let before = MemorySnapshot.take()
         let cpuBefore = CPUTime.busySeconds()
         let start = PeerEvent.now()
@@ -146,7 +157,8 @@ public enum ParallelBenchmark {
             formulaErrorsS: results.compactMap { r in r.measuredS.flatMap { m in r.expectedS.map { m - $0 } } },
             appMinusWireMs: results.compactMap(\.appMinusWireMs),
             peer: PeerProcess.leanPeer(near: peerExecutable).map { URL(fileURLWithPath: $0).lastPathComponent }
-                ?? "keepalive-lab peer")
+                ?? "keepalive-lab peer",
+            cleanupWaitS: cleanupWait, cleanupNote: cleanupNote)
     }
 }
 

@@ -231,6 +231,7 @@ public enum PeerPriority: String, Sendable {
     case nice
     /// SCHED_FIFO 1: a woken peer runs before any ordinary task (kernel paths that do not yield
     /// still delay it: this kernel is PREEMPT_NONE by default). Falls back to nice −10 where refused.
+    /// A peer leaves SCHED_FIFO once it has stamped its detection (PeerSession.leaveRealtimePriority).
     case fifo
 
     /// fifo unless KEEPALIVE_LAB_PEER_PRIORITY says otherwise. The peers only wait (no busy loop

@@ -106,12 +106,10 @@ extension Trial {
         let serverSide = spec.fault == .crashClient
         let (topology, network) = try prepareNetwork()
         defer { topology.teardown() }
-        let capturePath = pcapPath ?? FileManager.default.temporaryDirectory
-            .appendingPathComponent("kal-\(id.run)-\(id.trial).pcap").path
         // Captured on R's link toward the side that stays up: R drops what goes to a cut link
         // before its capture would see it.
         let capture = try topology.r.perform {
-            try PacketCapture(interface: serverSide ? Topology.rToB : Topology.rToA, pcapPath: capturePath)
+            try PacketCapture(interface: serverSide ? Topology.rToB : Topology.rToA, pcapPath: pcapPath)
         }
         capture.start()
         // $TMPDIR when set: in a UML guest (virtual clock) it is the guest's own tmpfs, where the
@@ -124,7 +122,6 @@ extension Trial {
         defer {
             for app in apps.reversed() { app.stop(grace: 0.5) }
             _ = capture.stop()
-            if pcapPath == nil { unlink(capturePath) }
             try? FileManager.default.removeItem(atPath: dir)
         }
 

@@ -16,7 +16,7 @@ public struct Trial: Sendable {
     public let id: LabID
     /// The keepalive-lab binary that provides the `peer` subcommand.
     public let peerExecutable: String
-    /// Where to keep the capture; nil: a temporary file, removed after the analysis.
+    /// Where to keep the capture as pcap; nil: none (the analysis reads the packets in memory).
     public let pcapPath: String?
     /// Where the trial runs, for the result's `backend`: the launcher that started this process
     /// declares it (host, userns, uml); see ExecutionEnvironment.
@@ -60,10 +60,8 @@ public struct Trial: Sendable {
         // Runs last: by then every peer this trial started (the only processes that enter its
         // namespaces) has been SIGKILLed and reaped by the defer below, so no /proc scan is needed.
         defer { topology.teardown(onlyReapedProcesses: true) }
-        let capturePath = pcapPath ?? FileManager.default.temporaryDirectory
-            .appendingPathComponent("kal-\(id.run)-\(id.trial).pcap").path
         let capture = try topology.r.perform {
-            try PacketCapture(interface: Topology.rToA, pcapPath: capturePath,
+            try PacketCapture(interface: Topology.rToA, pcapPath: pcapPath,
                               ringBytes: spec.workload == .stream ? PacketCapture.bulkRingBytes : PacketCapture.smallRingBytes)
         }
         capture.start()
@@ -74,7 +72,6 @@ public struct Trial: Sendable {
                 _ = peer.waitExit(timeout: 2)
             }
             _ = capture.stop()
-            if pcapPath == nil { unlink(capturePath) }
         }
 
         let server = try startServer(in: topology)
