@@ -20,12 +20,16 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "How many times the smallest batch (one trial alone) runs; the median is the baseline.")
     var aloneRuns: Int = 3
 
+    @Option(help: "How many times each larger batch runs (1…20); the verdict uses the median of its runs, every run is listed.")
+    var runs: Int = 1
+
     @Option(help: "Where to write the Markdown report.")
     var out: String = "Reports/benchmark.md"
 
     func validate() throws {
         guard (1...1000).contains(rounds) else { throw ValidationError("--rounds \(rounds) is out of range: 1…1000") }
         guard (1...20).contains(aloneRuns) else { throw ValidationError("--alone-runs \(aloneRuns) is out of range: 1…20") }
+        guard (1...20).contains(runs) else { throw ValidationError("--runs \(runs) is out of range: 1…20") }
         _ = try batchSizes()
         do { _ = try KeepaliveSetting(parsing: keepalive) } catch { throw ValidationError("--keepalive: \(error)") }
     }
@@ -47,7 +51,7 @@ struct BenchCommand: ParsableCommand {
         let keepalive = try KeepaliveSetting(parsing: self.keepalive)
         let sizes = try batchSizes()
         for size in sizes {
-            let repeats = size == sizes.min() ? aloneRuns : 1
+            let repeats = size == sizes.min() ? aloneRuns : runs
             for repeat_ in 0..<repeats {
                 FileHandle.standardError.write(Data("bench: \(size) concurrent trial(s)\(repeats > 1 ? " (\(repeat_ + 1)/\(repeats))" : "")…\n".utf8))
                 let batch = try ParallelBenchmark.batch(concurrent: size, run: run, peerExecutable: PeerProcess.selfExecutable,
@@ -58,7 +62,8 @@ struct BenchCommand: ParsableCommand {
             }
         }
         let markdown = BenchmarkReport.markdown(topology: topology, batches: batches, kernel: Doctor.kernelRelease(),
-                                                command: "keepalive-lab bench --rounds \(rounds) --concurrency \(concurrency) --keepalive \(keepalive) --alone-runs \(aloneRuns)",
+                                                command: "keepalive-lab bench --rounds \(rounds) --concurrency \(concurrency) --keepalive \(keepalive) --alone-runs \(aloneRuns)"
+                                                    + (runs > 1 ? " --runs \(runs)" : ""),
                                                 keepalive: keepalive)
         if let p = BenchmarkReport.perTrial(batches, alone: BenchmarkReport.alone(batches)) {
             let first = MachineLimits.limits(perTrial: p, trialSeconds: BenchmarkReport.alone(batches))[0]

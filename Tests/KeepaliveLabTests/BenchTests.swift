@@ -34,3 +34,23 @@ extension BackendTests {
         }
     }
 }
+
+/// Unprivileged: the report's arithmetic over fake batches (no trials run).
+@Suite struct BenchReportWithFakeBatchesTests {
+    func fakeBatch(_ n: Int, wall: Double, span: Double) -> ParallelBenchmark.Batch {
+        ParallelBenchmark.Batch(concurrent: n, wallS: wall, longestTrialS: wall, medianTrialS: wall, detected: n, errors: [],
+                                setupSpanS: span, cpuSeconds: 1, memory: nil, formulaErrorsS: [], appMinusWireMs: [],
+                                peer: "fake", cleanupWaitS: 0.05, cleanupNote: nil)
+    }
+
+    @Test func repeatedSizesAreJudgedByTheirMedianRun() {
+        // Alone 10 s; 1000 trials three times: 14.6, 16.2, 17.2 s → median 1.62×: missed although one run met.
+        let batches = [fakeBatch(1, wall: 10, span: 0.02)]
+            + [(14.6, 4.1), (16.2, 5.6), (17.2, 6.9)].map { fakeBatch(1000, wall: $0.0, span: $0.1) }
+            + [fakeBatch(200, wall: 11, span: 1)]
+        let text = BenchmarkReport.medians(batches, alone: BenchmarkReport.alone(batches), smallest: 1)
+        #expect(text.contains("| 1000 | 3 | **1.62** | 1.46 – 1.72 | ≤ 1.5× **missed** | 5.60 s | 4.10 – 6.90 s |"), "\(text)")
+        #expect(!text.contains("| 200 |"), "a size that ran once has no median row: \(text)")
+        #expect(BenchmarkReport.medians([fakeBatch(1, wall: 10, span: 0), fakeBatch(200, wall: 11, span: 1)], alone: 10, smallest: 1).isEmpty)
+    }
+}

@@ -36,6 +36,34 @@ public enum BenchmarkReport {
         return ReportStats.median(batches.filter { $0.concurrent == smallest }.map(\.wallS)) ?? .nan
     }
 
+    /// Where a batch size ran more than once: the median run decides the verdict (one run on a
+    /// shared machine can land on either side of a target), with the spread beside it.
+    static func medians(_ batches: [ParallelBenchmark.Batch], alone: Double, smallest: Int) -> String {
+        func f(_ v: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", v) }
+        let sizes = Array(Set(batches.map(\.concurrent))).sorted().filter { n in
+            n != smallest && batches.filter { $0.concurrent == n }.count > 1
+        }
+        guard !sizes.isEmpty else { return "" }
+        var text = """
+
+        Sizes that ran more than once, by their median run (the verdict) and the spread of all runs:
+
+        | concurrent trials | runs | wall / alone: median | min – max | target | setup span: median | min – max |
+        |--:|--:|--:|--:|:-:|--:|--:|
+
+        """
+        for n in sizes {
+            let runs = batches.filter { $0.concurrent == n }
+            let ratios = runs.map { $0.wallS / alone }
+            let spans = runs.compactMap(\.setupSpanS)
+            guard let median = ReportStats.median(ratios) else { continue }
+            let verdict = median <= target(n) ? "≤ \(f(target(n), 1))× met" : "≤ \(f(target(n), 1))× **missed**"
+            text += "| \(n) | \(runs.count) | **\(f(median))** | \(f(ratios.min()!)) – \(f(ratios.max()!)) | \(verdict) | "
+                + (ReportStats.median(spans).map { "\(f($0)) s | \(f(spans.min()!)) – \(f(spans.max()!)) s |" } ?? "— | — |") + "\n"
+        }
+        return text
+    }
+
     static func parallel(_ batches: [ParallelBenchmark.Batch], keepalive k: KeepaliveSetting) -> String {
         guard !batches.isEmpty else { return "" }
         func f(_ v: Double?, _ digits: Int = 2) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "—" }
@@ -71,6 +99,7 @@ public enum BenchmarkReport {
                 + "\(f(vsAlone)) | \(verdict) | \(b.detected)/\(b.concurrent) | \(b.errors.count) | "
                 + "\(f(b.cpuSeconds, 1)) s | \(f(b.cpuSeconds / Double(b.concurrent) * 1000, 1)) ms |\n"
         }
+        text += medians(batches, alone: alone, smallest: smallest)
         let unsettled = batches.filter { $0.cleanupNote != nil }
         if !unsettled.isEmpty {
             text += "\nSettle failed before \(unsettled.count) batch(es), which then started at once: "
