@@ -204,11 +204,10 @@ static int kal_netns_on_thread(int want_socket) {
     return job.fd;
 }
 
-static long kal_ms_left(const struct timespec *deadline) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    long ms = (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-    return ms < 0 ? 0 : ms;
+/* Milliseconds until `deadline_ns` (CLOCK_MONOTONIC), rounded up so a wait never ends early. */
+static int kal_ms_left(int64_t deadline_ns) {
+    int64_t left = deadline_ns - kal_monotonic_ns();
+    return left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 }
 
 /* One RTM_*NSID request: the namespace by fd, and an id where nsid != INT32_MIN. */
@@ -255,12 +254,12 @@ static int32_t kal_nsid_attr(const struct nlmsghdr *h) {
 }
 
 /* Reads until `want` says done (returns 1) or fails (<0), or the deadline passes (-ETIMEDOUT). */
-static int kal_nsid_recv(int sock, const struct timespec *deadline,
+static int kal_nsid_recv(int sock, int64_t deadline,
                          int (*want)(const struct nlmsghdr *, void *), void *ctx) {
     char buf[8192] __attribute__((aligned(4)));
     for (;;) {
         struct pollfd pfd = { sock, POLLIN, 0 };
-        int n = poll(&pfd, 1, (int)kal_ms_left(deadline));
+        int n = poll(&pfd, 1, kal_ms_left(deadline));
         if (n < 0) { if (errno == EINTR) continue; return -errno; }
         if (n == 0) return -ETIMEDOUT;
         ssize_t got = recv(sock, buf, sizeof buf, 0);
@@ -296,11 +295,7 @@ static int kal_want_delete(const struct nlmsghdr *h, void *ctx) {
 }
 
 int kal_netns_cleanup_barrier(int timeout_ms, int *step) {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) { deadline.tv_sec++; deadline.tv_nsec -= 1000000000; }
+    int64_t deadline = kal_monotonic_ns() + (int64_t)timeout_ms * 1000000;
 
     *step = 1;
     int sock = kal_netns_on_thread(1);
@@ -320,17 +315,17 @@ int kal_netns_cleanup_barrier(int timeout_ms, int *step) {
         struct kal_nsid_wait w = { 2 * round + 1, -1 };
         *step = 3;
         rc = kal_nsid_send(sock, RTM_NEWNSID, w.seq, sentinel, NETNSA_NSID_NOT_ASSIGNED);
-        if (rc == 0) rc = kal_nsid_recv(sock, &deadline, kal_want_ack, &w);
+        if (rc == 0) rc = kal_nsid_recv(sock, deadline, kal_want_ack, &w);
         if (rc == 1) {
             *step = 4;
             w.seq++;
             rc = kal_nsid_send(sock, RTM_GETNSID, w.seq, sentinel, INT32_MIN);
-            if (rc == 0) rc = kal_nsid_recv(sock, &deadline, kal_want_id, &w);
+            if (rc == 0) rc = kal_nsid_recv(sock, deadline, kal_want_id, &w);
         }
         close(sentinel);  /* its last reference: the kernel queues its cleanup */
         if (rc != 1) { if (rc == 0) rc = -EPROTO; break; }
         *step = 5;
-        rc = kal_nsid_recv(sock, &deadline, kal_want_delete, &w);
+        rc = kal_nsid_recv(sock, deadline, kal_want_delete, &w);
         rc = rc == 1 ? 0 : rc;
     }
 out:

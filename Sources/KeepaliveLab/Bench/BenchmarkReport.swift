@@ -36,6 +36,12 @@ public enum BenchmarkReport {
         return ReportStats.median(batches.filter { $0.concurrent == smallest }.map(\.wallS)) ?? .nan
     }
 
+    /// "≤ 1.5× met" or "≤ 1.5× **missed**" for a batch of `n` trials at `ratio` × one trial alone.
+    static func verdict(ratio: Double, trials n: Int) -> String {
+        let bound = "≤ \(String(format: "%.1f", target(n)))×"
+        return ratio <= target(n) ? "\(bound) met" : "\(bound) **missed**"
+    }
+
     /// Where a batch size ran more than once: the median run decides the verdict (one run on a
     /// shared machine can land on either side of a target), with the spread beside it.
     static func medians(_ batches: [ParallelBenchmark.Batch], alone: Double, smallest: Int) -> String {
@@ -57,8 +63,7 @@ public enum BenchmarkReport {
             let ratios = runs.map { $0.wallS / alone }
             let spans = runs.compactMap(\.setupSpanS)
             guard let median = ReportStats.median(ratios) else { continue }
-            let verdict = median <= target(n) ? "≤ \(f(target(n), 1))× met" : "≤ \(f(target(n), 1))× **missed**"
-            text += "| \(n) | \(runs.count) | **\(f(median))** | \(f(ratios.min()!)) – \(f(ratios.max()!)) | \(verdict) | "
+            text += "| \(n) | \(runs.count) | **\(f(median))** | \(f(ratios.min()!)) – \(f(ratios.max()!)) | \(verdict(ratio: median, trials: n)) | "
                 + (ReportStats.median(spans).map { "\(f($0)) s | \(f(spans.min()!)) – \(f(spans.max()!)) s |" } ?? "— | — |") + "\n"
         }
         return text
@@ -93,8 +98,7 @@ public enum BenchmarkReport {
         """
         for b in batches {
             let vsAlone = b.wallS / alone
-            let verdict = b.concurrent == smallest ? "—"
-                : (vsAlone <= target(b.concurrent) ? "≤ \(f(target(b.concurrent), 1))× met" : "≤ \(f(target(b.concurrent), 1))× **missed**")
+            let verdict = b.concurrent == smallest ? "—" : self.verdict(ratio: vsAlone, trials: b.concurrent)
             text += "| \(b.concurrent) | \(b.cleanupWaitS.map { "\(f($0)) s" } ?? "failed") | \(f(b.wallS)) s | \(f(b.longestTrialS)) s | \(f(b.medianTrialS)) s | \(f(b.setupSpanS)) s | "
                 + "\(f(vsAlone)) | \(verdict) | \(b.detected)/\(b.concurrent) | \(b.errors.count) | "
                 + "\(f(b.cpuSeconds, 1)) s | \(f(b.cpuSeconds / Double(b.concurrent) * 1000, 1)) ms |\n"

@@ -93,7 +93,7 @@ public enum ParallelBenchmark {
         // Start on a settled machine: the kernel destroys deleted namespaces later, in its own
         // work queue, and the previous batch's would otherwise be destroyed during this batch's
         // setup and shrink its memory deltas. (On the 2-CPU machine of Reports/benchmark.md the
-        // kernel kept up: 0.03–0.15 s of waiting after batches of 200.)
+        // kernel kept up: 0.03–0.18 s of waiting before batches of 1 to 1000 trials.)
         var cleanupWait: Double?
         var cleanupNote: String?
         do { cleanupWait = try NetworkNamespace.awaitKernelCleanup() } catch { cleanupNote = "\(error)" }
