@@ -43,6 +43,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
+        StartupNotices.peers()
         let run = try RunOwnership.begin()
         defer { RunOwnership.unregister(run: run) }
         ResourceLimits.raiseOpenFiles()

@@ -14,6 +14,9 @@ struct GuestFanOut {
     let parallel: Int
     let out: String
     let pcaps: PcapRetention
+    /// `--trials` and `--clock` as given (the guests' plans record what they ran).
+    let trials: Int?
+    let clock: LabClock?
 
     /// Options of the outer command that each guest's command gets its own value for.
     static let replacedOptions: Set<String> = ["--out", "--guests", "--parallel", "--pcaps", "--shard"]
@@ -25,6 +28,15 @@ struct GuestFanOut {
         }
         let inner = BackendLauncher.innerArguments(launcherOptions: BackendOptions.launcherOptions.union(Self.replacedOptions))
         let directories = (1...guests).map { RunDirectory(path: "\(out)/guests/guest-\($0)") }
+        // The run's own plan first: a run killed before its guests are merged is still a run
+        // directory, which `report` renders from the guests' results (cells no guest finished
+        // read NOT RUN (interrupted)). The merge below replaces it.
+        try target.create()
+        try target.write(plan: RunDirectory.Plan(
+            lab: lab, run: LabID.newRunID(), command: CommandLine.arguments.dropFirst().reduce("keepalive-lab") { $0 + " " + RunCommand.quote($1) },
+            started: ISO8601DateFormatter().string(from: Date()), kernel: choice.umlKernel?.release ?? "uml",
+            backend: Backend.uml.rawValue, shard: nil, trials: trials ?? lab.trials, parallel: parallel,
+            clock: (clock ?? lab.clock ?? .real).rawValue, guests: guests))
         FileHandle.standardError.write(Data("keepalive-lab: \(guests) UML guests at once, one shard each, up to \(parallel) trials per guest\n".utf8))
         let started = Date()
         let statuses = StatusList(count: guests)
@@ -32,7 +44,7 @@ struct GuestFanOut {
         for (index, directory) in directories.enumerated() {
             let arguments = inner + ["--shard", "\(index + 1)/\(guests)", "--out", directory.path, "--parallel", String(parallel),
                                      "--pcaps", "all"]
-            let prefix = LinePrefixer(prefix: "[guest \(index + 1)/\(guests)] ")
+            let prefix = LineForwarder(prefix: "[guest \(index + 1)/\(guests)] ", transform: RunProgress.wallClockAdder())
             // A thread per guest: each blocks in its own launcher until its machine is gone.
             let thread = Thread { [choice, options] in
                 do {
@@ -72,7 +84,7 @@ struct GuestFanOut {
         switch pcaps {
         case .all: break
         case .representative: try RunReporting.keepRepresentativePcaps(directory: target)
-        case .none: try? FileManager.default.removeItem(atPath: target.pcapDirectory)
+        case .none: RunReporting.removeCaptures(directory: target)
         }
         print(outcome.summaryText)
         FileHandle.standardError.write(Data(String(format: "keepalive-lab: %d guests, %.1f s wall → %@\n", guests,
@@ -92,37 +104,4 @@ private final class StatusList: Sendable {
     init(count: Int) { values = Locked(Array(repeating: nil, count: count)) }
     func set(_ index: Int, _ value: Result<Int32, any Error>) { values.withLock { $0[index] = value } }
     var all: [Result<Int32, any Error>?] { values.value }
-}
-
-/// Forwards a guest's output line by line with its name in front, so that two guests' lines do
-/// not interleave mid-line.
-private final class LinePrefixer: Sendable {
-    let prefix: String
-    private let pending = Locked<[Int32: [UInt8]]>([:])
-
-    init(prefix: String) { self.prefix = prefix }
-
-    var sink: BackendOutput {
-        BackendOutput(stdout: { self.append($0, fd: 1) }, stderr: { self.append($0, fd: 2) })
-    }
-
-    private func append(_ bytes: [UInt8], fd: Int32) {
-        pending.withLock { pending in
-            var buffer = pending[fd, default: []] + bytes
-            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                BackendOutput.writeAll(fd, Array(prefix.utf8) + buffer[...newline])
-                buffer.removeSubrange(...newline)
-            }
-            pending[fd] = buffer
-        }
-    }
-
-    func flush() {
-        pending.withLock { pending in
-            for (fd, rest) in pending where !rest.isEmpty {
-                BackendOutput.writeAll(fd, Array(prefix.utf8) + rest + [UInt8(ascii: "\n")])
-            }
-            pending = [:]
-        }
-    }
 }

@@ -15,6 +15,11 @@ struct KeepaliveLabCommand: ParsableCommand {
         // As the init of a UML guest the command line is unreadable (Swift takes it from /proc,
         // not mounted yet): the job comes in the environment instead, and this never returns.
         UMLGuest.runIfGuestInit()
-        main(nil)
+        do {
+            var command = try parseAsRoot(nil)
+            try command.run()
+        } catch {
+            exit(withError: PlainErrors.wrap(error))
+        }
     }
 }

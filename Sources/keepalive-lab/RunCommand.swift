@@ -92,11 +92,15 @@ struct RunCommand: ParsableCommand {
             let guests = choice.backend == .uml && shard == nil ? min(self.guests ?? ProcessInfo.processInfo.activeProcessorCount, count) : 1
             if guests > 1 {
                 try GuestFanOut(lab: lab, choice: choice, options: umlOptions, guests: guests, parallel: self.parallel ?? 16,
-                                out: out ?? "runs/\(lab.name)-\(Self.timestamp(Date()))-\(LabID.newRunID())", pcaps: pcaps).run()
+                                out: out ?? "runs/\(lab.name)-\(Self.timestamp(Date()))-\(LabID.newRunID())", pcaps: pcaps,
+                                trials: trials, clock: environment.clock).run()
                 return
             }
+            // A guest's progress lines carry its virtual time; the wall time is added here.
+            let forwarder = LineForwarder(transform: RunProgress.wallClockAdder())
             let run = try BackendLauncher.run(choice, arguments: BackendLauncher.innerArguments(launcherOptions: BackendOptions.launcherOptions),
-                                              timeout: nil, uml: umlOptions)
+                                              timeout: nil, uml: umlOptions, output: choice.backend == .uml ? forwarder.sink : nil)
+            forwarder.flush()
             BackendOptions.reportModules(run)
             if run.status != 0 { throw ExitCode(run.status) }
             return
@@ -108,6 +112,7 @@ struct RunCommand: ParsableCommand {
         let started = Date()
         let runID = try RunOwnership.begin()
         defer { RunOwnership.unregister(run: runID) }
+        StartupNotices.peers()
         let directory = RunDirectory(path: out ?? "runs/\(lab.name)-\(Self.timestamp(started))-\(runID)")
         // Two runs appending to one results.jsonl would mix their trials in one report.
         if FileManager.default.fileExists(atPath: directory.resultsPath) {
@@ -127,11 +132,31 @@ struct RunCommand: ParsableCommand {
         let runner = LabRunner(lab: lab, plan: plan, directory: directory, runID: runID, parallel: parallel,
                                peerExecutable: PeerProcess.selfExecutable, progress: RunProgress(total: plan.items.count))
         let records = try runner.run()
-        let outcome = try RunReporting.render(directory: directory)
+        if let failure = runner.recordFailure {
+            // The results file could not take a line: what it holds is all this run keeps. The
+            // report of those trials is still attempted (it may not fit either).
+            let recorded = (try? directory.readRecords().records.count) ?? 0
+            var message = "run stopped: \(failure); results.jsonl keeps \(recorded) of \(records.count) finished trial(s)"
+            do {
+                let outcome = try RunReporting.render(directory: directory)
+                print(outcome.summaryText)
+            } catch {
+                message += "; the report could not be written either: \(error)"
+            }
+            throw TrialError(message: message)
+        }
+        let outcome: RunReporting.Outcome
+        do {
+            outcome = try RunReporting.render(directory: directory)
+        } catch let error as FileError {
+            let recorded = (try? directory.readRecords().records.count) ?? 0
+            throw TrialError(message: "the report could not be written: \(error); results.jsonl keeps \(recorded) of \(records.count) "
+                             + "finished trial(s) — once there is room, `keepalive-lab report \(directory.path)` renders them")
+        }
         switch pcaps {
         case .all: break
         case .representative: try RunReporting.keepRepresentativePcaps(directory: directory)
-        case .none: try? FileManager.default.removeItem(atPath: directory.pcapDirectory)
+        case .none: RunReporting.removeCaptures(directory: directory)
         }
         print(outcome.summaryText)
         let errors = records.filter { $0.result == nil }.count

@@ -129,6 +129,7 @@ struct TrialCommand: ParsableCommand {
             if status != 0 { throw ExitCode(status) }
             return
         }
+        StartupNotices.peers()
         let runID = try RunOwnership.begin()
         defer { RunOwnership.unregister(run: runID) }
         let pcapPath = pcap.map { URL(fileURLWithPath: $0).standardizedFileURL.path }

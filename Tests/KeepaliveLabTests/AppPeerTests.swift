@@ -11,7 +11,12 @@ struct AppPeerTests {
     /// Runs a trial; checks that no namespace, program or temporary directory of it is left.
     func trial(_ spec: TrialSpec, name: String) async throws -> TrialResult {
         let run = LabID.newRunID()
-        defer { checkNothingLeft(run: run) }
+        let sharedBefore = Leftovers.sharedMemory()
+        defer {
+            checkNothingLeft(run: run)
+            let left = Leftovers.sharedMemory().subtracting(sharedBefore)
+            #expect(left.isEmpty, "\(name): shared memory left behind: \(left)")
+        }
         let result = try await Trial(spec: spec, id: try LabID(run: run, trial: name),
                                      peerExecutable: PeerBinary.path!, pcapPath: nil).runOnOwnThread()
         print("\(name): \(TrialOutput.human(result))")
@@ -43,6 +48,19 @@ struct AppPeerTests {
     }
 
     static func installed(_ programs: String...) -> Bool { programs.allSatisfy { AppProcess.which($0) != nil } }
+
+    /// psql against a postgres that crashes, then comes back (a second postmaster on the same
+    /// data directory): both killed, neither may leave shared memory in /dev/shm or System V
+    /// segments behind (trial() checks).
+    @Test(.enabled(if: installed("psql") && FileManager.default.isExecutableFile(atPath: "/usr/lib/postgresql/15/bin/postgres"),
+                   "psql/postgres are not installed (apt-get install postgresql)"))
+    func psqlAgainstARebootedPostgresLeavesNoSharedMemory() async throws {
+        let k = KeepaliveSetting(idle: 2, interval: 1, count: 3)
+        let spec = TrialSpec(clientPolicy: Policy(keepalive: k, app: AppSpec(profile: "psql")), fault: .reboot(downtime: 3), deadline: 15)
+        let r = try await trial(spec, name: "psqlreboot")
+        #expect(r.outcome == .detected, "\(r.outcome)")
+        #expect(r.app?.settings?.keepIdle == 2)
+    }
 
     @Test(.enabled(if: installed("socat"), "socat is not installed (apt-get install socat)"))
     func socatKeepaliveAgainstCrashedPeer() async throws {

@@ -349,6 +349,8 @@ enum Leftovers {
                 "namespaces left: \(after.namespaces.subtracting(before.namespaces))")
         #expect(after.directories.subtracting(before.directories).isEmpty,
                 "temporary directories left: \(after.directories.subtracting(before.directories))")
+        #expect(after.sharedMemory.subtracting(before.sharedMemory).isEmpty,
+                "shared memory left: \(after.sharedMemory.subtracting(before.sharedMemory))")
         return result
     }
 
@@ -357,10 +359,14 @@ enum Leftovers {
         var sandboxProcesses: Set<Int32>
         var namespaces: Set<String>
         var directories: Set<String>
+        /// Everything in /dev/shm and every System V segment (programs such as postgres leave them
+        /// when killed).
+        var sharedMemory: Set<String> = []
 
         func isSubset(of other: Snapshot) -> Bool {
             umlProcesses.isSubset(of: other.umlProcesses) && sandboxProcesses.isSubset(of: other.sandboxProcesses)
                 && namespaces.isSubset(of: other.namespaces) && directories.isSubset(of: other.directories)
+                && sharedMemory.isSubset(of: other.sharedMemory)
         }
     }
 
@@ -386,6 +392,17 @@ enum Leftovers {
         }
         let namespaces = NetworkNamespace.listNames().filter { $0.contains("-t1-") || $0.contains("-netem-") }
         return Snapshot(umlProcesses: Set(uml), sandboxProcesses: Set(sandboxed), namespaces: Set(namespaces),
-                        directories: directories)
+                        directories: directories, sharedMemory: sharedMemory())
+    }
+
+    /// /dev/shm's entries and the System V segments (/proc/sysvipc/shm: key and id) of this IPC namespace.
+    static func sharedMemory() -> Set<String> {
+        var found = Set(((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).map { "/dev/shm/\($0)" })
+        let table = (try? String(contentsOfFile: "/proc/sysvipc/shm", encoding: .utf8)) ?? ""
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            if fields.count > 1 { found.insert("System V segment key \(fields[0]) id \(fields[1])") }
+        }
+        return found
     }
 }

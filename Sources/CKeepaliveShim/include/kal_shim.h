@@ -162,6 +162,12 @@ pid_t kal_spawn(const char *path, char *const argv[], char *const envp[], const 
 /* pipe2(fds, O_CLOEXEC), which Swift's Glibc module lacks. Returns 0 or -1 with errno. */
 int kal_pipe_cloexec(int fds[2]);
 
+/* ---- Files (files.c) ---- */
+/* fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length): blocks allocated past the end, the size unchanged. */
+int kal_reserve_past_end(int fd, off_t offset, off_t length);
+/* fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, ...): gives such blocks back. */
+int kal_release_past_end(int fd, off_t offset, off_t length);
+
 /* 1 when `path` is on a tmpfs (statfs f_type TMPFS_MAGIC), 0 when not, -1 with errno on failure. */
 int kal_is_tmpfs(const char *path);
 

@@ -26,6 +26,47 @@ public struct BackendOutput: Sendable {
     }
 }
 
+/// Forwards output line by line, each with `prefix` in front and through `transform`, so that two
+/// sources' lines do not interleave mid-line (a guest's console, several guests at once).
+public final class LineForwarder: Sendable {
+    let prefix: String
+    let transform: @Sendable (String) -> String
+    private let pending = Locked<[Int32: [UInt8]]>([:])
+
+    public init(prefix: String = "", transform: @escaping @Sendable (String) -> String = { $0 }) {
+        self.prefix = prefix
+        self.transform = transform
+    }
+
+    public var sink: BackendOutput {
+        BackendOutput(stdout: { self.append($0, fd: 1) }, stderr: { self.append($0, fd: 2) })
+    }
+
+    private func append(_ bytes: [UInt8], fd: Int32) {
+        pending.withLock { pending in
+            var buffer = pending[fd, default: []] + bytes
+            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                emit(buffer[..<newline], fd: fd)
+                buffer.removeSubrange(...newline)
+            }
+            pending[fd] = buffer
+        }
+    }
+
+    private func emit(_ line: ArraySlice<UInt8>, fd: Int32) {
+        let text = transform(String(decoding: line, as: UTF8.self))
+        BackendOutput.writeAll(fd, Array((prefix + text + "\n").utf8))
+    }
+
+    /// Writes what is left of an unfinished line.
+    public func flush() {
+        pending.withLock { pending in
+            for (fd, rest) in pending where !rest.isEmpty { emit(rest[...], fd: fd) }
+            pending = [:]
+        }
+    }
+}
+
 /// Collects output in memory (for probes that parse it).
 public final class CapturedOutput: Sendable {
     private let out = Locked<[UInt8]>([])

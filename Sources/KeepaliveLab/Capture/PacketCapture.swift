@@ -1,6 +1,7 @@
 import CKeepaliveShim
 import CPcap
 import Foundation
+import KeepaliveNet
 
 /// One frame as libpcap saw it. `data` holds the captured (snaplen-limited) link-layer bytes.
 public struct CapturedPacket: Sendable, Equatable {
@@ -99,16 +100,39 @@ public final class PacketCapture: @unchecked Sendable {
             throw CaptureError(stage: .configure, interface: interface, message: String(cString: errbuf))
         }
         var dumper: OpaquePointer?
+        var openError: FileError?
         if let pcapPath {
-            guard let opened = pcap_dump_open(h, pcapPath) else { throw fail(.dumpOpen) }
-            dumper = opened
+            if let opened = pcap_dump_open(h, pcapPath) {
+                dumper = opened
+            } else if errno == ENOSPC || errno == EDQUOT {
+                // A full disk costs the capture file, never the trial: its packets are still analysed.
+                openError = FileError("create the capture", path: pcapPath)
+            } else {
+                throw fail(.dumpOpen)
+            }
         }
 
         monotonicOffsetNs = Self.sampleClockOffset()
         sink = Sink(handle: h, dumper: dumper, interface: interface,
                     nanoPrecision: pcap_get_tstamp_precision(h) == PCAP_TSTAMP_PRECISION_NANO,
                     monotonicOffsetNs: monotonicOffsetNs)
+        fileErrorValue = openError
     }
+
+    /// Why the capture file was given up (the disk filled while it was written, or before it could
+    /// be created), read after `stop()`; the file is then removed and the packets are still
+    /// returned by `stop()`. nil when the file was written whole, or none was asked for.
+    public var fileError: FileError? { lock.withLock { finished ? fileErrorValue : nil } }
+    private var fileErrorValue: FileError?
+
+    /// `pcapPath` holds the whole capture (read after `stop()`).
+    public var keptFile: Bool { pcapPath != nil && fileError == nil }
+
+    /// The trial note for a capture file given up: it starts with `notKeptPrefix`.
+    public static func notKeptNote(_ error: FileError) -> String {
+        notKeptPrefix + "\(error) — results come first: the trial was analysed from memory"
+    }
+    public static let notKeptPrefix = "capture not kept: "
 
     deinit { _ = stop() }
 
@@ -135,6 +159,10 @@ public final class PacketCapture: @unchecked Sendable {
             if started { sink.stopAndWait() }
             sink.drainAndClose()
             result = sink.packets
+            if sink.writeErrno != 0, let pcapPath, fileErrorValue == nil {
+                fileErrorValue = FileError("write the capture", path: pcapPath, errno: sink.writeErrno)
+                unlink(pcapPath)
+            }
             return result
         }
     }
@@ -202,6 +230,8 @@ private final class Sink: @unchecked Sendable {
     var readError: CaptureError?
     var dropped: UInt32 = 0
     private var dirty = false
+    /// The errno of the first failed write of the dump file (0: none); the dump is closed then.
+    var writeErrno: Int32 = 0
     /// stop() writes a byte here: the reader blocks in poll(2) with no timeout until a packet or this.
     private var wake: (read: Int32, write: Int32) = (-1, -1)
     private let done = DispatchSemaphore(value: 0)
@@ -249,7 +279,7 @@ private final class Sink: @unchecked Sendable {
                 return
             }
             if dirty, kal_monotonic_ns() - lastFlush >= Self.flushAfterNs, let dumper {
-                pcap_dump_flush(dumper)
+                if pcap_dump_flush(dumper) != 0 { giveUpFile() }
                 dirty = false
                 lastFlush = kal_monotonic_ns()
             }
@@ -274,10 +304,19 @@ private final class Sink: @unchecked Sendable {
         while readError == nil, rounds < 1000, dispatch(h) > 0 { rounds += 1 }
         var stats = pcap_stat()
         if pcap_stats(h, &stats) == 0 { dropped = stats.ps_drop }
-        if let dumper { pcap_dump_close(dumper) }
+        if let dumper {
+            if pcap_dump_flush(dumper) != 0 { giveUpFile() } else { pcap_dump_close(dumper) }
+        }
         pcap_close(h)
         dumper = nil
         handle = nil
+    }
+
+    /// A write of the dump file failed (ENOSPC, EIO …): keep the errno, stop writing the file.
+    private func giveUpFile() {
+        writeErrno = errno == 0 ? EIO : errno
+        if let dumper { pcap_dump_close(dumper) }
+        dumper = nil
     }
 
     private func dispatch(_ h: OpaquePointer) -> Int32 {

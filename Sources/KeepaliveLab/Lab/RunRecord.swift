@@ -1,3 +1,4 @@
+import CKeepaliveShim
 import Foundation
 import KeepaliveNet
 
@@ -98,19 +99,13 @@ public struct RunDirectory: Sendable {
 
     /// mkdir -p of the run directory and its pcaps/, with the errno of the step that failed.
     public func create() throws {
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for component in pcapDirectory.split(separator: "/") {
-            prefix += "/\(component)"
-            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
-                throw TrialError(message: "cannot create the run directory \(path): mkdir \(prefix): \(String(cString: strerror(errno)))")
-            }
-        }
+        try FileIO.createDirectories(pcapDirectory, operation: "create the run directory \(path)")
     }
 
     public func write(plan: Plan) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(plan).write(to: URL(fileURLWithPath: planPath))
+        try FileIO.write(Array(try encoder.encode(plan)), to: planPath, operation: "write the run's plan")
     }
 
     public func readPlan() throws -> Plan {
@@ -118,58 +113,163 @@ public struct RunDirectory: Sendable {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw TrialError(message: "\(path): not a run directory (give the --out directory of a run)")
         }
-        guard let data = FileManager.default.contents(atPath: planPath) else {
+        guard let data = try FileIO.read(planPath, operation: "read the run's plan") else {
             throw TrialError(message: "\(path): not a run directory: it has no plan.json (give the --out directory of a run)")
         }
         do {
-            return try JSONDecoder().decode(Plan.self, from: data)
+            return try JSONDecoder().decode(Plan.self, from: Data(data))
         } catch {
-            throw TrialError(message: "\(planPath): cannot read the run's plan: \(error)")
+            throw TrialError(message: "\(planPath): cannot read the run's plan: \(Self.describe(decoding: error))")
         }
     }
 
-    /// Every finished trial. A line cut by an interrupted write is skipped and reported.
-    public func readRecords() throws -> (records: [RunRecord], damaged: [Int]) {
-        guard let data = FileManager.default.contents(atPath: resultsPath) else { return ([], []) }
+    /// The run directories of the UML guests of a multi-guest run (`guests/guest-N`), in guest order;
+    /// empty once they have been merged (or for any other run).
+    public var guestDirectories: [RunDirectory] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "\(path)/guests")) ?? []
+        return names.filter { $0.hasPrefix("guest-") }
+            .sorted { (Int($0.dropFirst(6)) ?? 0) < (Int($1.dropFirst(6)) ?? 0) }
+            .map { RunDirectory(path: "\(path)/guests/\($0)") }
+    }
+
+    /// A line of results.jsonl that could not be read back: where it is.
+    public struct DamagedLine: Sendable, Equatable, CustomStringConvertible {
+        /// Relative to the run directory: results.jsonl, or guests/guest-N/results.jsonl.
+        public var file: String
+        public var line: Int
+        public var description: String { file == "results.jsonl" ? "\(line)" : "\(file):\(line)" }
+    }
+
+    /// Every finished trial. A line cut by an interrupted write is skipped and reported. A
+    /// multi-guest run interrupted before its guests were merged has no results.jsonl of its own:
+    /// then the guests' results are read (their pcaps paths made relative to this directory).
+    public func readRecords() throws -> (records: [RunRecord], damaged: [DamagedLine]) {
+        if let data = try FileIO.read(resultsPath, operation: "read the run's results") {
+            return Self.decode(data, file: "results.jsonl")
+        }
         var records: [RunRecord] = []
-        var damaged: [Int] = []
+        var damaged: [DamagedLine] = []
+        for guest in guestDirectories {
+            guard let data = try FileIO.read(guest.resultsPath, operation: "read a guest's results") else { continue }
+            let relative = String(guest.path.dropFirst(path.count + 1))
+            let part = Self.decode(data, file: "\(relative)/results.jsonl")
+            records += part.records.map { record in
+                var record = record
+                if let pcap = record.result?.pcap { record.result?.pcap = "\(relative)/\(pcap)" }
+                return record
+            }
+            damaged += part.damaged
+        }
+        return (records, damaged)
+    }
+
+    static func decode(_ data: [UInt8], file: String) -> (records: [RunRecord], damaged: [DamagedLine]) {
+        var records: [RunRecord] = []
+        var damaged: [DamagedLine] = []
         let decoder = JSONDecoder()
-        for (number, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() where !line.isEmpty {
+        for (number, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
             if let record = try? decoder.decode(RunRecord.self, from: Data(line)) {
                 records.append(record)
             } else {
-                damaged.append(number + 1)
+                damaged.append(DamagedLine(file: file, line: number + 1))
             }
         }
         return (records, damaged)
+    }
+
+    /// A decoding error in a sentence (Foundation's own description is a dump of its context).
+    static func describe(decoding error: Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, let context):
+            return "key \"\(key.stringValue)\" is missing" + Self.at(context)
+        case DecodingError.typeMismatch(let type, let context), DecodingError.valueNotFound(let type, let context):
+            return "expected \(type)" + Self.at(context)
+        case DecodingError.dataCorrupted(let context):
+            return "not valid JSON" + Self.at(context)
+        default:
+            return "\(error)"
+        }
+    }
+
+    private static func at(_ context: DecodingError.Context) -> String {
+        let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        return path.isEmpty ? "" : " at \(path)"
     }
 }
 
 /// Appends JSON lines with O_APPEND, one write(2) per line, so concurrent trials never interleave
 /// and a crash loses at most the line being written.
+///
+/// Results come before captures: `reserving` bytes are allocated for the file up front
+/// (fallocate(2) with FALLOC_FL_KEEP_SIZE: blocks past the end, the size unchanged), so appends land
+/// in space that captures written later cannot take. `close()` gives back what was not used.
 public final class JSONLinesWriter: Sendable {
     private let fd: Int32
-    /// One writer at a time (each line is one write(2) with O_APPEND; this keeps them in call order).
-    private let writing = Locked(())
+    public let path: String
+    /// Bytes allocated past the end for lines still to come (0: none could be).
+    public let reserved: Int
+    /// One writer at a time (each line is one write(2) with O_APPEND; this keeps them in call order);
+    /// holds whether the file was closed.
+    private let writing = Locked(false)
     private let encoder: JSONEncoder = {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
         return e
     }()
 
-    public init(path: String) throws {
+    public init(path: String, reserving: Int = 0) throws {
+        self.path = path
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw TrialError(message: "open \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw FileError("open the results file", path: path) }
+        reserved = Self.reserve(fd, bytes: reserving)
     }
 
-    deinit { close(fd) }
+    deinit { close() }
+
+    /// As much of `bytes` as the file system gives, halving on ENOSPC down to one page.
+    private static func reserve(_ fd: Int32, bytes: Int) -> Int {
+        let end = lseek(fd, 0, SEEK_END)
+        var size = bytes
+        while size >= 4096 {
+            if kal_reserve_past_end(fd, end, off_t(size)) == 0 { return size }
+            guard errno == ENOSPC || errno == EDQUOT else { return 0 }  // EOPNOTSUPP: no reservation on this file system
+            size /= 2
+        }
+        return 0
+    }
 
     public func append<T: Encodable>(_ value: T) throws {
-        var line = try encoder.encode(value)
+        var line: Data
+        do {
+            line = try encoder.encode(value)
+        } catch {
+            throw TrialError(message: "append to \(path): cannot encode the record: \(error)")
+        }
         line.append(UInt8(ascii: "\n"))
-        try writing.withLock { _ in
+        try writing.withLock { closed in
+            guard !closed else { throw FileError("append to the results file", path: path, errno: EBADF) }
             let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            guard written == line.count else { throw TrialError(message: "append to results.jsonl: \(String(cString: strerror(errno)))") }
+            guard written == line.count else {
+                let failure = errno
+                // A short write left part of a line: cut it off, so the file holds whole lines only.
+                if written > 0 { _ = ftruncate(fd, lseek(fd, 0, SEEK_END) - off_t(written)) }
+                throw FileError("append to the results file", path: path, errno: written < 0 ? failure : ENOSPC)
+            }
+        }
+    }
+
+    /// Frees the reserved space past the last line and closes the file. Idempotent.
+    public func close() {
+        writing.withLock { closed in
+            guard !closed else { return }
+            closed = true
+            if reserved > 0 {
+                let end = lseek(fd, 0, SEEK_END)
+                let page: off_t = 4096
+                let from = (end + page - 1) / page * page
+                _ = kal_release_past_end(fd, from, off_t(reserved) + page)
+            }
+            Glibc.close(fd)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KeepaliveNet
 
 /// Renders a run directory: from `plan.json` + `results.jsonl` to report.md, charts, summary.json
 /// and junit.xml. Works on an interrupted run too: it renders whatever trials finished.
@@ -12,20 +13,24 @@ public enum RunReporting {
         /// Errored trials the lab does not excuse: in a cell no expectation with `allow_errors`
         /// covers. They fail the run even where no expectation looks at their cell.
         public var unexcusedErrors: Int
+        /// Lines of results.jsonl that could not be read: trials the verdicts could not see.
+        public var damagedLines: [RunDirectory.DamagedLine] = []
         /// Exit status 1 for `run`, `report` and `merge`.
-        public var failed: Bool { failedExpectations > 0 || unexcusedErrors > 0 }
+        public var failed: Bool { failedExpectations > 0 || unexcusedErrors > 0 || !damagedLines.isEmpty }
     }
 
     public static func render(directory: RunDirectory) throws -> Outcome {
         let plan = try directory.readPlan()
         let (records, damaged) = try directory.readRecords()
         let verdicts = ExpectationEvaluator.evaluate(plan.lab, records: records, scope: plan.evaluationScope)
-        let input = reportInput(plan: plan, records: records, verdicts: verdicts)
+        var input = reportInput(plan: plan, records: records, verdicts: verdicts)
+        input.damagedLines = damaged.map(\.description)
         try ReportWriter.write(input, to: URL(fileURLWithPath: directory.path))
 
         var lines = ["\(records.count) trial(s) → \(directory.path)/report.md"]
         if !damaged.isEmpty {
-            lines.append("skipped damaged line(s) \(damaged.map(String.init).joined(separator: ", ")) of results.jsonl")
+            lines.append("FAIL results.jsonl: \(damaged.count) damaged line(s) skipped (line \(damaged.map(\.description).joined(separator: ", "))): "
+                         + "their trials are in no verdict")
         }
         let failedTrials = records.filter { $0.result == nil }
         for record in failedTrials.prefix(5) { lines.append("trial \(record.cellKey) #\(record.trial + 1) could not run: \(record.error ?? "?")") }
@@ -36,7 +41,8 @@ public enum RunReporting {
         let excused = Set(plan.lab.cells.filter { cell in plan.lab.expectations.contains { $0.allowErrors && $0.applies(to: cell, in: plan.lab.cells) } }.map(\.key))
         let unexcused = failedTrials.filter { !excused.contains($0.cellKey) }.count
         if unexcused > 0 { lines.append("\(unexcused) trial(s) could not run (no allow_errors covers their cell): see report.md, Errored trials") }
-        return Outcome(verdicts: verdicts, records: records, summaryText: lines.joined(separator: "\n"), unexcusedErrors: unexcused)
+        return Outcome(verdicts: verdicts, records: records, summaryText: lines.joined(separator: "\n"), unexcusedErrors: unexcused,
+                       damagedLines: damaged)
     }
 
     /// Cells in the lab's order, each with its trials and its expectations' verdicts.
@@ -89,9 +95,14 @@ public enum RunReporting {
         var removed = 0
         for record in records {
             guard let pcap = record.result?.pcap, !keep.contains(pcap) else { continue }
-            if (try? FileManager.default.removeItem(atPath: "\(directory.path)/\(pcap)")) != nil { removed += 1 }
+            if unlink("\(directory.path)/\(pcap)") == 0 { removed += 1 }
         }
         return removed
+    }
+
+    /// `--pcaps none`: the captures and their directory go.
+    public static func removeCaptures(directory: RunDirectory) {
+        try? FileManager.default.removeItem(atPath: directory.pcapDirectory)
     }
 
     /// Combines the shards of one lab into `into`: results, pcaps, then the report, whose
@@ -119,15 +130,21 @@ public enum RunReporting {
             for record in try source.readRecords().records {
                 // The same matrix position from two shards (or a run merged twice) counts once.
                 guard seen.insert("\(record.index)").inserted else { continue }
-                try writer.append(record)
+                var record = record
                 if let pcap = record.result?.pcap {
-                    let from = "\(source.path)/\(pcap)", to = "\(target.path)/\(pcap)"
+                    // Captures land in the merged run's pcaps/ (a multi-guest run's records point
+                    // into guests/guest-N/pcaps/ until it is merged).
+                    let name = "pcaps/" + (pcap.split(separator: "/").last.map(String.init) ?? pcap)
+                    let from = "\(source.path)/\(pcap)", to = "\(target.path)/\(name)"
                     if FileManager.default.fileExists(atPath: from) && !FileManager.default.fileExists(atPath: to) {
-                        try FileManager.default.copyItem(atPath: from, toPath: to)
+                        try FileIO.copy(from, to: to, operation: "merge: copy a capture")
                     }
+                    record.result?.pcap = name
                 }
+                try writer.append(record)
             }
         }
+        writer.close()
         return try render(directory: target)
     }
 }

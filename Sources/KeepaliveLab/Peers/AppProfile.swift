@@ -90,6 +90,12 @@ enum AppCondition {
 struct AppCommand {
     var name: String
     var argv: [String]
+
+    /// The program an argv runs, past the wrappers the profiles put in front (`unshare --ipc`,
+    /// `setpriv --reuid=…`): their options all start with "--".
+    static func program(_ argv: [String]) -> String {
+        argv.first { !["unshare", "setpriv"].contains($0) && !$0.hasPrefix("--") } ?? argv.first ?? ""
+    }
     var env: [String: String] = [:]
     var ready: AppCondition.Ready
     var detect: AppCondition.Detect
@@ -212,9 +218,15 @@ enum AppProfiles {
         case "postgres"?:
             let bin = "/usr/lib/postgresql/15/bin"
             let asPostgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--clear-groups"]
+            // A killed postmaster never unlinks its shared memory. Its dynamic segments go to files
+            // in the data directory (removed with the trial's directory) instead of /dev/shm, and
+            // its System V interlock segment lives in an IPC namespace of its own, freed by the
+            // kernel when the last of its processes is gone.
             command = AppCommand(name: "postgres",
-                                 argv: asPostgres + ["\(bin)/postgres", "-D", "\(c.dir)/pgdata", "-k", c.dir, "-h", c.server,
-                                                     "-p", String(c.port), "-c", "fsync=off", "-c", "logging_collector=off"]
+                                 argv: ["unshare", "--ipc"] + asPostgres
+                                     + ["\(bin)/postgres", "-D", "\(c.dir)/pgdata", "-k", c.dir, "-h", c.server,
+                                        "-p", String(c.port), "-c", "fsync=off", "-c", "logging_collector=off",
+                                        "-c", "dynamic_shared_memory_type=mmap"]
                                      + o.sorted(by: { $0.key < $1.key }).flatMap { ["-c", "\($0.key)=\($0.value)"] },
                                  ready: .output("ready to accept connections"), detect: .exit, package: "postgresql",
                                  setup: { dir in
@@ -238,7 +250,7 @@ enum AppProfiles {
         command.env = (spec.env ?? [:]).mapValues { substitute($0, c) }
         if let r = spec.ready { command.ready = try AppCondition.ready(r); command.confirmListen = false }
         if let d = spec.detect { command.detect = try AppCondition.detect(d) }
-        let program = command.argv.first == "setpriv" ? command.argv[4] : command.argv[0]
+        let program = AppCommand.program(command.argv)
         if AppProcess.which(program) == nil {
             let hint = command.package.map { ": install the Debian package \($0) (scripts/install-deps)" } ?? ""
             throw TrialError(message: "\(program) is not installed\(hint)")

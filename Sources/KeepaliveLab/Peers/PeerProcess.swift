@@ -53,6 +53,18 @@ public final class PeerProcess: @unchecked Sendable {
         return access(candidate, X_OK) == 0 ? candidate : nil
     }
 
+    /// What `run`, `trial` and `bench` say first when their peers will not be the lean binary, and
+    /// why (nil when they will): every trial then pays the Foundation peer's start-up.
+    public static func slowPeerNotice(near executable: String) -> String? {
+        guard leanPeer(near: executable) == nil else { return nil }
+        let why = getenv("KEEPALIVE_LAB_PEER").map({ String(cString: $0) }) == "full"
+            ? "KEEPALIVE_LAB_PEER=full is set"
+            : "there is no executable keepalive-lab-peer next to \(executable) (a partial build: "
+                + "`swift build -c release` builds both products)"
+        return "peers: the Foundation-linked `keepalive-lab peer`, not the lean keepalive-lab-peer, because \(why); "
+            + "each trial's peers cost more CPU to start (Reports/benchmark.md measures both)"
+    }
+
     /// Spawns a peer. `executable` is keepalive-lab (or keepalive-lab-peer): the lean peer next to
     /// it runs when it is there.
     public init(executable given: String, netnsPath: String?, config: PeerConfig) throws {

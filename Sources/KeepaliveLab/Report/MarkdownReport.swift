@@ -46,6 +46,10 @@ public enum MarkdownReport {
         md.append("| Impairment engine | \(markdownCell(input.impairmentEngine ?? "none (no impairment in this lab)")) |")
         md.append("| Trials | \(trials) in \(input.cells.count) cell\(input.cells.count == 1 ? "" : "s")"
                   + (errored > 0 ? ", \(errored) errored ❌ (see Errored trials)" : "") + " |")
+        if !input.damagedLines.isEmpty {
+            md.append("| Damaged results | ❌ \(input.damagedLines.count) line\(input.damagedLines.count == 1 ? "" : "s") of results.jsonl "
+                      + "could not be read and are left out of every number here: line \(input.damagedLines.joined(separator: ", ")) |")
+        }
         var expectations = all.isEmpty ? "none declared"
             : checks.isEmpty ? "none evaluated" : "\(passed) of \(checks.count) passed \(passed == checks.count ? "✅" : "❌")"
         if notRun > 0 { expectations += "; \(notRun) not run (cells of another shard, or an interrupted run)" }

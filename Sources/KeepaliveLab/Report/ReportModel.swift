@@ -18,6 +18,9 @@ public struct RunReportInput: Sendable {
     /// nil when the lab needs no impairment (netem, nftables …).
     public var impairmentEngine: String?
     public var cells: [Cell]
+    /// Lines of results.jsonl that could not be read back (a cut or corrupted write), by place:
+    /// their trials are missing from every number below.
+    public var damagedLines: [String] = []
 
     public init(lab: String, description: String, date: String, command: String, kernel: String,
                 backend: String, impairmentEngine: String?, cells: [Cell]) {

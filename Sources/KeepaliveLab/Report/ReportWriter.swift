@@ -1,4 +1,5 @@
 import Foundation
+import KeepaliveNet
 
 /// Writes a run's report directory: report.md, the two SVG charts next to it, summary.json and junit.xml.
 public enum ReportWriter {
@@ -13,7 +14,7 @@ public enum ReportWriter {
     /// Creates `directory` if needed and overwrites the five files in it.
     @discardableResult
     public static func write(_ input: RunReportInput, to directory: URL) throws -> Files {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try FileIO.createDirectories(directory.path, operation: "create the report directory")
         let files = Files(report: directory.appendingPathComponent("report.md"),
                           latencyChart: directory.appendingPathComponent(SVGChart.latencyFileName),
                           timelineChart: directory.appendingPathComponent(SVGChart.timelineFileName),
@@ -22,12 +23,12 @@ public enum ReportWriter {
         try write(MarkdownReport.render(input, chartsPrefix: ""), to: files.report)
         try write(SVGChart.latency(input.cells), to: files.latencyChart)
         try write(SVGChart.probeTimeline(input.cells), to: files.timelineChart)
-        try SummaryJSON(input).encoded().write(to: files.summary, options: .atomic)
+        try FileIO.write(Array(SummaryJSON(input).encoded()), to: files.summary.path, operation: "write the run's summary")
         try write(JUnitReport.render(input), to: files.junit)
         return files
     }
 
     private static func write(_ text: String, to url: URL) throws {
-        try Data(text.utf8).write(to: url, options: .atomic)
+        try FileIO.write(text, to: url.path, operation: "write \(url.lastPathComponent)")
     }
 }

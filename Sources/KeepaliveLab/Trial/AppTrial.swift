@@ -282,6 +282,7 @@ extension Trial {
         }
         let packets = capture.stop()
         if let error = capture.readError { notes.append("capture: \(error)") }
+        if let error = capture.fileError { notes.append(PacketCapture.notKeptNote(error)) }
         if capture.droppedFrames > 0 { notes.append("capture: the kernel dropped \(capture.droppedFrames) frame(s) (capture ring full): the wire record is incomplete") }
         let segments = SegmentClassifier.classify(packets, client: (Self.clientAddress, connection.entry.local.port),
                                                   server: (Self.serverAddress, spec.port))
@@ -337,7 +338,7 @@ extension Trial {
         if serverSide {
             notes.append("crash-client: A's host went down and \(server.name) in B is the detecting side; probes, the last segment received (last_rx) and the expectation are B's (captured on R's link toward B)")
         }
-        var result = analysis.result(pcap: pcapPath, atFault: atFault, atDetection: gone?.info, notes: notes, backend: backend)
+        var result = analysis.result(pcap: capture.keptFile ? pcapPath : nil, atFault: atFault, atDetection: gone?.info, notes: notes, backend: backend)
         result.spec = spec
         if serverSide {
             // The ladder keeps A on the left.

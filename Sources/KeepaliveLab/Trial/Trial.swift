@@ -132,6 +132,7 @@ public struct Trial: Sendable {
         let networkReport = network.finish(client: client, server: server)
         let packets = capture.stop()
         if let error = capture.readError { notes.append("capture: \(error)") }
+        if let error = capture.fileError { notes.append(PacketCapture.notKeptNote(error)) }
         if capture.droppedFrames > 0 { notes.append("capture: the kernel dropped \(capture.droppedFrames) frame(s) (capture ring full): the wire record is incomplete") }
 
         let clientPort = client.events.first(where: { $0.kind == .connected })?.local
@@ -140,7 +141,7 @@ public struct Trial: Sendable {
                                                   server: (Self.serverAddress, spec.port))
         return TrialAnalysis(spec: spec, tFault: tFault, tBack: tBack, detection: detection,
                              clientEvents: client.events, segments: segments, network: networkReport)
-            .result(pcap: pcapPath, atFault: atFault, atDetection: atDetection, notes: notes, backend: backend)
+            .result(pcap: capture.keptFile ? pcapPath : nil, atFault: atFault, atDetection: atDetection, notes: notes, backend: backend)
     }
 
     private func startServer(in topology: Topology) throws -> PeerProcess {
