@@ -87,6 +87,31 @@ import Testing
         _ = try XMLDocument(data: Data(junit.utf8))
     }
 
+    /// A line cut by an interrupted write (or corrupted later) is no silent gap: report.md's header
+    /// names it and the run fails, though every expectation over the lines that remain passes.
+    @Test func aDamagedResultsLineIsInTheReportHeaderAndFailsTheRun() throws {
+        let lab = try LabParser(file: "errors.yaml").parse(Self.errorLab.replacingOccurrences(of: "trials: 2", with: "trials: 1"))
+        let fixture = try ReportFixtures.load("crash-keepalive-2-1-3-run1")
+        let reboot = try ReportFixtures.load("reboot3-keepalive-2-1-3")
+        let path = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let clean = try run(lab, in: path) { $0.cell.fault.fault == .crash ? fixture : reboot }
+        #expect(!clean.failed && clean.damagedLines.isEmpty)
+        let handle = try #require(FileHandle(forWritingAtPath: "\(path)/results.jsonl"))
+        handle.seekToEndOfFile()
+        handle.write(Data(#"{"lab":"errors","run":"test","index":7,"cel"#.utf8))
+        handle.closeFile()
+        let outcome = try RunReporting.render(directory: RunDirectory(path: path))
+        #expect(outcome.verdicts.allSatisfy { $0.passed })
+        #expect(outcome.damagedLines == [RunDirectory.DamagedLine(file: "results.jsonl", line: 3)])
+        #expect(outcome.failed, "a damaged line fails the run")
+        #expect(outcome.summaryText.contains("FAIL results.jsonl: 1 damaged line(s) skipped (line 3)"))
+        let report = try String(contentsOfFile: "\(path)/report.md", encoding: .utf8)
+        let header = report.components(separatedBy: "Reproduce:").first ?? ""
+        #expect(header.contains("| Damaged results | ❌ 1 line of results.jsonl could not be read"), "\(header)")
+        #expect(header.contains("line 3 |"))
+    }
+
     @Test func expectationsOfAnotherShardReadNotRunAndDoNotFail() throws {
         let lab = try LabParser(file: "errors.yaml").parse(Self.errorLab.replacingOccurrences(of: "trials: 2", with: "trials: 1"))
         let fixture = try ReportFixtures.load("crash-keepalive-2-1-3-run1")

@@ -62,6 +62,9 @@ public struct RunDirectory: Sendable {
         /// Set by `merge`: the shard directories this run was joined from. A merged run is complete
         /// by definition, so a cell still missing fails instead of reading "not run".
         public var mergedFrom: [String]?
+        /// Set by `merge` when a source run had fewer trials than it planned (it was interrupted):
+        /// cells without trials then read NOT RUN (interrupted) rather than failing.
+        public var interrupted: Bool? = nil
 
         public init(lab: Lab, run: String, command: String, started: String, kernel: String, backend: String,
                     shard: String?, trials: Int, parallel: Int, mergedFrom: [String]? = nil, clock: String? = nil,
@@ -91,7 +94,7 @@ public struct RunDirectory: Sendable {
         /// Which cells this run covers, recomputed from the lab, the trial count and the shard the
         /// same way `run` chose its trials (TrialPlan), so plan.json alone decides it.
         public var evaluationScope: ExpectationEvaluator.Scope {
-            if mergedFrom != nil { return .everything }
+            if mergedFrom != nil && interrupted != true { return .everything }
             let items = TrialPlan(lab: lab, trialsOverride: trials, shard: shardSpec).items
             return ExpectationEvaluator.Scope(plannedCells: Set(items.map(\.cell.key)), complete: false)
         }

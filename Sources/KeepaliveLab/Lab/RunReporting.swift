@@ -126,8 +126,13 @@ public enum RunReporting {
         try target.write(plan: plan)
         let writer = try JSONLinesWriter(path: target.resultsPath)
         var seen: Set<String> = []
-        for source in sources {
-            for record in try source.readRecords().records {
+        var interrupted = false
+        for (source, sourcePlan) in zip(sources, plans) {
+            let records = try source.readRecords().records
+            let planned = TrialPlan(lab: sourcePlan.lab, trialsOverride: sourcePlan.trials, shard: sourcePlan.shardSpec).items.count
+            if sourcePlan.mergedFrom == nil && records.count < planned { interrupted = true }
+            if sourcePlan.interrupted == true { interrupted = true }
+            for record in records {
                 // The same matrix position from two shards (or a run merged twice) counts once.
                 guard seen.insert("\(record.index)").inserted else { continue }
                 var record = record
@@ -145,6 +150,10 @@ public enum RunReporting {
             }
         }
         writer.close()
+        if interrupted {
+            plan.interrupted = true
+            try target.write(plan: plan)
+        }
         return try render(directory: target)
     }
 }
