@@ -67,7 +67,7 @@ public enum NATFirewallRules {
     }
 
     /// "policy = { established : 5 }" (nft 1.0's listing; other states may stand beside it).
-    static func parseEstablished(_ listing: String) -> Int? {
+    public static func parseEstablished(_ listing: String) -> Int? {
         guard let range = listing.range(of: #"established\s*:\s*(\d+)"#, options: .regularExpression) else { return nil }
         return Int(listing[range].split(separator: ":").last!.trimmingCharacters(in: .whitespaces))
     }

@@ -139,7 +139,7 @@ public enum BackendSelection {
             // An explicit choice is the user's; only what would fail every trial of the lab on it
             // (a policy's sysctls where /proc/sys is read-only) is refused here, with the way out.
             if needs.sysctls, let reason = probe(requested, needs: KernelNeeds(sysctls: true)) {
-                throw BackendUnavailable(backend: requested, reason: "this lab's policies set per-namespace sysctls and \(reason): "
+                throw BackendUnavailable(backend: requested, reason: "the policy sets per-namespace sysctls in A and B (namespace_keepalive, sysctls) and \(reason): "
                     + "use --backend uml (or auto)")
             }
             return Choice(backend: requested, skipped: [])
