@@ -87,7 +87,7 @@ public struct KernelNeeds: Sendable, Equatable {
     }
 
     /// The needs a probe of the kernel can check (the rest is the UML kernel's configuration or the clock).
-    var probed: Bool { netem || nftables || sysctls }
+    public var probed: Bool { netem || nftables || sysctls }
 }
 
 /// Picks the environment for `auto`, and checks an explicit choice against what the command needs.
