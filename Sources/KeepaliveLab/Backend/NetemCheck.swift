@@ -180,18 +180,42 @@ public enum NetemCheck {
 public enum KernelProbe {
     /// nil when a netem qdisc can be added in a throwaway namespace here; otherwise why not.
     public static func netemUnavailableReason() -> String? {
+        unavailableReason(needs: KernelNeeds(netem: true))
+    }
+
+    /// nil when everything `needs` asks of this kernel works in a throwaway namespace here — a netem
+    /// qdisc, nat-idle's NAT/firewall with its conntrack timeout policy (the doctor's conntrack
+    /// check), a per-namespace sysctl write (the doctor's sysctl check); otherwise why not, naming
+    /// the first that failed.
+    public static func unavailableReason(needs: KernelNeeds) -> String? {
         if let reason = Privileges.namespaceUnavailableReason { return reason }
         let name = "kal-probe-\(getpid())-\(LabID.newRunID())"
+        var netem: (any Error)?
+        let ns: NetworkNamespace
         do {
-            let ns = try NetworkNamespace.create(named: name) {
-                let nl = try NetlinkSocket(namespaceName: name)
-                try nl.setLink("lo", up: true)
-                try nl.setNetem(NetemSpec(lossPercent: 1), ifindex: 1, label: "lo")
+            ns = try NetworkNamespace.create(named: name) {
+                guard needs.netem else { return }
+                do {
+                    let nl = try NetlinkSocket(namespaceName: name)
+                    try nl.setLink("lo", up: true)
+                    try nl.setNetem(NetemSpec(lossPercent: 1), ifindex: 1, label: "lo")
+                } catch {
+                    netem = error
+                }
             }
-            ns.delete()
-            return nil
         } catch {
             return "\(error)"
         }
+        defer { ns.delete() }
+        if let netem { return "netem is needed and this kernel has none (\(netem))" }
+        if needs.nftables {
+            let check = Doctor.conntrackCheck(ns)
+            if !check.available { return "nftables faults are needed and nat-idle's rules do not load: \(check.why)" }
+        }
+        if needs.sysctls {
+            let check = Doctor.sysctlCheck(ns)
+            if !check.available { return "the policy sets per-namespace sysctls and \(check.why)" }
+        }
+        return nil
     }
 }
