@@ -412,29 +412,6 @@ int kal_netem_append_seed(void *msgp, uint64_t seed) {
     return 0;
 }
 
-int kal_tcp_info(int fd, struct kal_tcp_info *out) {
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-    memset(&ti, 0, sizeof(ti));
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) return -1;
-    out->state = ti.tcpi_state;
-    out->probes = ti.tcpi_probes;
-    out->backoff = ti.tcpi_backoff;
-    out->retransmits = ti.tcpi_retransmits;
-    out->rto_us = ti.tcpi_rto;
-    out->unacked = ti.tcpi_unacked;
-    out->lost = ti.tcpi_lost;
-    out->retrans = ti.tcpi_retrans;
-    out->total_retrans = ti.tcpi_total_retrans;
-    out->last_data_sent_ms = ti.tcpi_last_data_sent;
-    out->last_data_recv_ms = ti.tcpi_last_data_recv;
-    out->last_ack_recv_ms = ti.tcpi_last_ack_recv;
-    out->rtt_us = ti.tcpi_rtt;
-    out->rttvar_us = ti.tcpi_rttvar;
-    out->snd_cwnd = ti.tcpi_snd_cwnd;
-    return 0;
-}
-
 static int64_t clock_ns(clockid_t id) {
     struct timespec ts;
     clock_gettime(id, &ts);
@@ -835,24 +812,6 @@ int kal_read_sockopts(int fd, struct kal_sockopts *out) {
     return 0;
 }
 
-static void fill_info(struct kal_tcp_info *out, const struct tcp_info *ti) {
-    out->state = ti->tcpi_state;
-    out->probes = ti->tcpi_probes;
-    out->backoff = ti->tcpi_backoff;
-    out->retransmits = ti->tcpi_retransmits;
-    out->rto_us = ti->tcpi_rto;
-    out->unacked = ti->tcpi_unacked;
-    out->lost = ti->tcpi_lost;
-    out->retrans = ti->tcpi_retrans;
-    out->total_retrans = ti->tcpi_total_retrans;
-    out->last_data_sent_ms = ti->tcpi_last_data_sent;
-    out->last_data_recv_ms = ti->tcpi_last_data_recv;
-    out->last_ack_recv_ms = ti->tcpi_last_ack_recv;
-    out->rtt_us = ti->tcpi_rtt;
-    out->rttvar_us = ti->tcpi_rttvar;
-    out->snd_cwnd = ti->tcpi_snd_cwnd;
-}
-
 int kal_tcp_diag_dump(struct kal_diag_entry *out, int max) {
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0) return -errno;
@@ -912,7 +871,7 @@ int kal_tcp_diag_dump(struct kal_diag_entry *out, int max) {
                         memset(&ti, 0, sizeof(ti));
                         size_t l = RTA_PAYLOAD(a) < sizeof(ti) ? RTA_PAYLOAD(a) : sizeof(ti);
                         memcpy(&ti, RTA_DATA(a), l);
-                        fill_info(&e->info, &ti);
+                        kal_tcp_info_from(&e->info, &ti);
                         e->has_info = 1;
                     }
                 }

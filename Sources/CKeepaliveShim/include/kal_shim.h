@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <kal_tcp_info.h>
+
 struct nl_sock;
 
 /* Namespace flags that Swift's Glibc module does not export. */
@@ -93,26 +95,7 @@ int kal_nl_capture_errors(struct nl_sock *sk, struct kal_nl_error *out);
  * (libnl 3.7 has no setter for it). `msg` is a struct nl_msg *. Returns 0 or a negative NLE_* code. */
 int kal_netem_append_seed(void *msg, uint64_t seed);
 
-/* Client-side kernel view of a TCP socket: the fields of struct tcp_info the lab reports. */
-struct kal_tcp_info {
-    uint8_t state;
-    uint8_t probes;
-    uint8_t backoff;
-    uint8_t retransmits;
-    uint32_t rto_us;
-    uint32_t unacked;
-    uint32_t lost;
-    uint32_t retrans;
-    uint32_t total_retrans;
-    uint32_t last_data_sent_ms;
-    uint32_t last_data_recv_ms;
-    uint32_t last_ack_recv_ms;
-    uint32_t rtt_us;
-    uint32_t rttvar_us;
-    uint32_t snd_cwnd;
-};
-/* getsockopt(TCP_INFO). Returns 0 or -1 with errno. */
-int kal_tcp_info(int fd, struct kal_tcp_info *out);
+/* struct kal_tcp_info and kal_tcp_info(): kal_tcp_info.h (CKeepaliveTCPInfo, shared with the lean peer). */
 
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in nanoseconds. */
 int64_t kal_monotonic_ns(void);
