@@ -47,15 +47,18 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // struct tcp_info as the lab reports it: one definition and copy for the harness and the
+        // lean peer (libc only, so the static peer binary stays as lean as it is).
+        .target(name: "CKeepaliveTCPInfo"),
         // What Swift cannot import: unshare/setns/CLONE_NEW*, gettid, TC_HANDLE, extack capture.
         .target(
             name: "CKeepaliveShim",
-            dependencies: ["CNetlink"]
+            dependencies: ["CNetlink", "CKeepaliveTCPInfo"]
         ),
         // The lean peer: libc and the Swift core library only (no Foundation, no Concurrency or
         // StringProcessing runtime), linked statically, so the two peer processes of every trial
         // start in well under a millisecond of CPU each.
-        .target(name: "CKeepalivePeer"),
+        .target(name: "CKeepalivePeer", dependencies: ["CKeepaliveTCPInfo"]),
         .target(
             name: "KeepalivePeerCore",
             dependencies: ["CKeepalivePeer"],

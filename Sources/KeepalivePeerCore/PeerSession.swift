@@ -159,7 +159,7 @@ public struct PeerArgumentError: Error, CustomStringConvertible {
 public enum PeerOutput {
     public static func emit(
         _ kind: String, t: Double, errno code: Int32? = nil, bytes: Int? = nil, seq: UInt32? = nil,
-        detail: String? = nil, local: String? = nil, remote: String? = nil, tcpInfo: kalp_tcp_info? = nil
+        detail: String? = nil, local: String? = nil, remote: String? = nil, tcpInfo: kal_tcp_info? = nil
     ) {
         var line = line(kind, t: t, errno: code, bytes: bytes, seq: seq, detail: detail, local: local,
                         remote: remote, tcpInfo: tcpInfo)
@@ -182,7 +182,7 @@ public enum PeerOutput {
     /// One event as JSON, without the newline.
     public static func line(
         _ kind: String, t: Double, errno code: Int32? = nil, bytes: Int? = nil, seq: UInt32? = nil,
-        detail: String? = nil, local: String? = nil, remote: String? = nil, tcpInfo: kalp_tcp_info? = nil
+        detail: String? = nil, local: String? = nil, remote: String? = nil, tcpInfo: kal_tcp_info? = nil
     ) -> [UInt8] {
         var fields: [(String, String)] = []
         if let bytes { fields.append(("bytes", String(bytes))) }
@@ -723,8 +723,8 @@ public final class PeerSession {
     }
 
     func emitTCPInfo(detail: String) {
-        var info = kalp_tcp_info()
-        if kalp_tcp_info(fd, &info) == 0 {
+        var info = kal_tcp_info()
+        if kal_tcp_info(fd, &info) == 0 {
             emit("tcp_info", detail: detail, tcpInfo: info)
         } else {
             emit("tcp_info", errno: errno, detail: "\(detail): TCP_INFO unavailable")
@@ -748,7 +748,7 @@ public final class PeerSession {
     func emit(
         _ kind: String, t: Double = peerClock(), errno code: Int32? = nil, bytes: Int? = nil,
         seq: UInt32? = nil, detail: String? = nil, local: String? = nil, remote: String? = nil,
-        tcpInfo: kalp_tcp_info? = nil
+        tcpInfo: kal_tcp_info? = nil
     ) {
         PeerOutput.emit(kind, t: t, errno: code, bytes: bytes, seq: seq, detail: detail, local: local,
                         remote: remote, tcpInfo: tcpInfo)

@@ -5,7 +5,7 @@ import KeepaliveNet
 import Glibc
 #endif
 
-/// The one way the lab starts a program: everything goes through `kal_spawn` (kal_shim.h). The
+/// The one way the lab starts a program: everything goes through `kal_spawn` (kal_spawn.h). The
 /// child gets `fds` as its descriptors 0, 1, 2, … and no other descriptor of ours, default signal
 /// dispositions and an empty signal mask. With no options, no working directory and three
 /// descriptors (the peers' case) it starts without copying our descriptor table (clone with
@@ -21,7 +21,7 @@ public enum Spawn {
         public static let noCoreDump = Options(rawValue: KAL_SPAWN_NO_CORE_DUMP)
         public static let hidePtraceXstate = Options(rawValue: KAL_SPAWN_HIDE_PTRACE_XSTATE)
         /// The pid is a guardian that kills and reaps the program's whole process group when the
-        /// program exits, when told to stop (SIGTERM) or when we die, even by SIGKILL (kal_shim.h).
+        /// program exits, when told to stop (SIGTERM) or when we die, even by SIGKILL (kal_spawn.h).
         public static let guardian = Options(rawValue: KAL_SPAWN_GUARDIAN)
     }
 

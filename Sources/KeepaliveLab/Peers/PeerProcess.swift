@@ -104,7 +104,7 @@ public final class PeerProcess: @unchecked Sendable {
         // not CLOEXEC, and a peer that inherited other trials' captures kept them open (and its
         // exit stalled on them). It starts with no signal blocked and default signal dispositions
         // whatever the harness does with them. Spawn does this without copying the harness's
-        // descriptor table (no options, three descriptors: see kal_spawn in kal_shim.h).
+        // descriptor table (no options, three descriptors: see kal_spawn in kal_spawn.h).
         let childFds = [stdinPair[1], stdoutPair[1], stderrPair[1]]
         let spawned: pid_t
         do {
