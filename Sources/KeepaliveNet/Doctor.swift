@@ -93,8 +93,9 @@ public enum Doctor {
             checks.append(netemCheck(nl))
             checks.append(nftablesCheck(ns))
             checks.append(conntrackCheck(ns))
+            checks.append(sysctlCheck(ns))
         } else {
-            for feature in ["veth", "netem", "nftables", "conntrack"] {
+            for feature in ["veth", "netem", "nftables", "conntrack", "sysctl"] {
                 checks.append(.init(name: feature, available: false, why: "not tried: no network namespace",
                                     fix: "fix netns first"))
             }
@@ -155,19 +156,50 @@ public enum Doctor {
         }
     }
 
-    static func conntrackCheck(_ ns: NetworkNamespace) -> DoctorReport.Check {
+    /// The nat-idle fault's own ruleset (reset mode: it has the drop rules too), with its conntrack
+    /// timeout policy read back: what that fault needs, tried as it does it.
+    public static func conntrackCheck(_ ns: NetworkNamespace) -> DoctorReport.Check {
+        let table = "kal_probe_nat"
         do {
-            try Nftables.run("add table ip kal_probe\nadd chain ip kal_probe c { type filter hook forward priority 0; }\n"
-                             + "add rule ip kal_probe c ct state invalid drop\n"
-                             + "add chain ip kal_probe n { type nat hook postrouting priority 100; }\n"
-                             + "add rule ip kal_probe n masquerade", in: ns, operation: "conntrack probe")
-            let timeout = try ns.perform { try Sysctl.read("net.netfilter.nf_conntrack_tcp_timeout_established") }
-            try Nftables.run("delete table ip kal_probe", in: ns, operation: "conntrack probe cleanup")
+            try Nftables.run(NATFirewallRules.script(table: table, timeout: 3, reset: true, inside: "kal-in", outside: "kal-out",
+                                                     insideNetwork: "198.18.1.0/24"),
+                             in: ns, operation: "conntrack probe (nat-idle's NAT/firewall with a ct timeout policy)")
+            defer { _ = try? Nftables.run("delete table ip \(table)", in: ns, operation: "conntrack probe cleanup") }
+            let established = try NATFirewallRules.establishedTimeout(table: table, in: ns)
+            guard established == 3 else {
+                return .init(name: "conntrack", available: false,
+                             why: "the ct timeout policy reads back \(established.map { "\($0) s" } ?? "without an established timeout") "
+                                + "after setting 3 s", fix: "the host kernel needs CONFIG_NF_CONNTRACK_TIMEOUT and CONFIG_NFT_CT")
+            }
             return .init(name: "conntrack", available: true,
-                         why: "conntrack + NAT rules loaded; per-namespace established timeout \(timeout) s", fix: "")
+                         why: "conntrack + NAT rules and a ct timeout policy (established 3 s, read back) loaded", fix: "")
         } catch {
             return .init(name: "conntrack", available: false, why: "\(error)",
-                         fix: "the host kernel needs nf_conntrack and nf_nat (modprobe nf_conntrack nf_nat)")
+                         fix: "the host kernel needs nf_conntrack, nf_nat, nft_ct and conntrack timeout policies "
+                            + "(modprobe nf_conntrack nf_nat nft_ct; CONFIG_NF_CONNTRACK_TIMEOUT)")
+        }
+    }
+
+    /// Only labs that set per-namespace sysctls (namespace_keepalive, sysctls) need these; container
+    /// runtimes mount /proc/sys read-only. Writes a namespace's own value back, so nothing changes.
+    public static func sysctlCheck(_ ns: NetworkNamespace) -> DoctorReport.Check {
+        let key = "net.ipv4.tcp_keepalive_time"
+        do {
+            let value = try ns.perform { () throws -> String in
+                let value = try Sysctl.read(key)
+                try Sysctl.write(key, value)
+                return value
+            }
+            return .init(name: "sysctl", available: true,
+                         why: "wrote a per-namespace sysctl (\(key) = \(value), its own value)", fix: "")
+        } catch let error as SystemCallError where error.errno == EROFS {
+            return .init(name: "sysctl", available: false, why: "sysctl writes refused: /proc/sys is read-only here (\(error))",
+                         fix: "only labs that set per-namespace sysctls (namespace_keepalive, sysctls) need them: "
+                            + "run those with --backend uml (the guest has its own /proc/sys)")
+        } catch {
+            return .init(name: "sysctl", available: false, why: "sysctl writes refused: \(error)",
+                         fix: "only labs that set per-namespace sysctls (namespace_keepalive, sysctls) need them: "
+                            + "run those with --backend uml")
         }
     }
 

@@ -29,6 +29,12 @@ struct UserNamespaceExecCommand: ParsableCommand {
     @Flag(help: "As --probe, and also that a netem qdisc can be added there.")
     var probeNetem = false
 
+    @Flag(help: "As --probe, and also that nat-idle's nftables NAT/firewall with its conntrack timeout policy loads there.")
+    var probeNftables = false
+
+    @Flag(help: "As --probe, and also that a per-namespace sysctl can be written there (/proc/sys not read-only).")
+    var probeSysctl = false
+
     @Argument(parsing: .postTerminator, help: "The keepalive-lab command line to run.")
     var command: [String] = []
 
@@ -47,13 +53,17 @@ struct UserNamespaceExecCommand: ParsableCommand {
         // A uid change or new user namespace clears the parent-death signal: arm it again.
         _ = kal_set_parent_death_signal(SIGKILL)
         if getppid() != parent { throw ExitCode(1) }
-        if probe || probeNetem {
+        if probe || probeNetem || probeNftables || probeSysctl {
             if let reason = Privileges.namespaceUnavailableReason {
                 print("inside a user namespace: \(reason)")
                 throw ExitCode(1)
             }
-            if probeNetem, let reason = KernelProbe.netemUnavailableReason() {
+            if probeNetem, let reason = KernelProbe.unavailableReason(needs: KernelNeeds(netem: true)) {
                 print("inside a user namespace: no netem: \(reason)")
+                throw ExitCode(1)
+            }
+            if let reason = KernelProbe.unavailableReason(needs: KernelNeeds(nftables: probeNftables, sysctls: probeSysctl)) {
+                print("inside a user namespace: \(reason)")
                 throw ExitCode(1)
             }
             print("ok: \(entry.summary.joined(separator: "; "))")

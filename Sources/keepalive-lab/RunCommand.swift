@@ -82,9 +82,7 @@ struct RunCommand: ParsableCommand {
         let clock = environment.clock ?? lab.clock ?? .real
         var needs = KernelNeeds(clock: clock)
         for cell in lab.cells {
-            let cellNeeds = TrialPlan.spec(for: cell, lab: lab, trial: 0).kernelNeeds(clock: clock)
-            needs.netem = needs.netem || cellNeeds.netem
-            needs.nftables = needs.nftables || cellNeeds.nftables
+            needs = needs.union(TrialPlan.spec(for: cell, lab: lab, trial: 0).kernelNeeds(clock: clock))
         }
         let (choice, umlOptions) = try environment.choose(needs: needs, labKernel: lab.kernel)
         if choice.backend != .host {

@@ -301,10 +301,14 @@ enum LabCommand {
 
     /// The built binary, under `setpriv OPTIONS` when given (then the copy uid 65534 can read), from
     /// /tmp (writable by everyone, so an unprivileged run can write its temporary capture).
-    static func run(_ arguments: [String], setpriv: [String]?, environment: [String: String] = [:],
+    /// `wrapper`: a command line the binary is appended to instead (e.g. `unshare … sh -c '…; exec "$@"' sh`).
+    static func run(_ arguments: [String], setpriv: [String]?, wrapper: [String]? = nil, environment: [String: String] = [:],
                     timeout: Double) throws -> (Int32, String, String) {
         let process = Process()
-        if let setpriv {
+        if let wrapper {
+            process.executableURL = URL(fileURLWithPath: wrapper[0])
+            process.arguments = Array(wrapper.dropFirst()) + [BackendPrerequisites.binary!] + arguments
+        } else if let setpriv {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
             process.arguments = setpriv + [BackendPrerequisites.binaryForOthers!] + arguments
         } else {

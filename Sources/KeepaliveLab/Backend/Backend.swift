@@ -68,12 +68,31 @@ public struct KernelNeeds: Sendable, Equatable {
     public var netem = false
     /// A fault uses nftables in R: crash-icmp, nat-idle, or the nftables loss engine.
     public var nftables = false
+    /// A policy sets per-namespace sysctls in A and B (namespace_keepalive, sysctls): /proc/sys
+    /// must be writable, which container runtimes refuse.
+    public var sysctls = false
     public var clock: LabClock = .real
 
-    public init(netem: Bool = false, nftables: Bool = false, clock: LabClock = .real) {
+    public init(netem: Bool = false, nftables: Bool = false, sysctls: Bool = false, clock: LabClock = .real) {
         self.netem = netem
         self.nftables = nftables
+        self.sysctls = sysctls
         self.clock = clock
+    }
+
+    /// What both need.
+    public func union(_ other: KernelNeeds) -> KernelNeeds {
+        KernelNeeds(netem: netem || other.netem, nftables: nftables || other.nftables, sysctls: sysctls || other.sysctls,
+                    clock: clock)
+    }
+
+    /// The needs a probe of the kernel can check (the rest is the UML kernel's configuration or the clock).
+    var probed: Bool { netem || nftables || sysctls }
+
+    /// For messages: "netem, nftables NAT, per-namespace sysctls".
+    var summary: String {
+        [netem ? "netem" : nil, nftables ? "nftables NAT/conntrack" : nil, sysctls ? "per-namespace sysctl writes" : nil]
+            .compactMap { $0 }.joined(separator: ", ")
     }
 }
 
@@ -117,6 +136,12 @@ public enum BackendSelection {
         }
         switch requested {
         case .host, .userns:
+            // An explicit choice is the user's; only what would fail every trial of the lab on it
+            // (a policy's sysctls where /proc/sys is read-only) is refused here, with the way out.
+            if needs.sysctls, let reason = probe(requested, needs: KernelNeeds(sysctls: true)) {
+                throw BackendUnavailable(backend: requested, reason: "the policy sets per-namespace sysctls in A and B (namespace_keepalive, sysctls) and \(reason): "
+                    + "use --backend uml (or auto)")
+            }
             return Choice(backend: requested, skipped: [])
         case .uml:
             return Choice(backend: .uml, skipped: [], umlKernel: try checked(try uml.resolveKernel(), needs: needs))
@@ -126,12 +151,12 @@ public enum BackendSelection {
         var skipped: [String] = []
         if let reason = Privileges.namespaceUnavailableReason {
             skipped.append("host: \(reason)")
-        } else if needs.netem, let reason = KernelProbe.netemUnavailableReason() {
-            skipped.append("host: netem is needed and this kernel has none (\(reason))")
+        } else if let reason = probe(.host, needs: needs) {
+            skipped.append("host: \(needs.summary) needed: \(reason)")
         } else {
             return Choice(backend: .host, skipped: skipped)
         }
-        if let reason = UserNamespaceLauncher.probe(needsNetem: needs.netem) {
+        if let reason = UserNamespaceLauncher.probe(needs: needs) {
             skipped.append("userns: \(reason)")
         } else {
             return Choice(backend: .userns, skipped: skipped)
@@ -142,6 +167,12 @@ public enum BackendSelection {
             skipped.append("uml: \(error)")
         }
         throw BackendUnavailable(backend: .auto, reason: skipped.joined(separator: "; "))
+    }
+
+    /// nil when `backend` (host or userns) does what `needs` asks, tried for real; else why not.
+    static func probe(_ backend: Backend, needs: KernelNeeds) -> String? {
+        guard needs.probed else { return nil }
+        return backend == .userns ? UserNamespaceLauncher.probe(needs: needs) : KernelProbe.unavailableReason(needs: needs)
     }
 
     /// The kernel, unless it lacks what `needs` asks for.

@@ -6,7 +6,7 @@ import KeepaliveNet
 /// real attempt — the doctor's own checks (`doctor --backend host --json`) run inside the user
 /// namespace sandbox and inside a booted UML guest.
 public enum BackendDoctor {
-    public static let features = ["netns", "veth", "netem", "nftables", "conntrack"]
+    public static let features = ["netns", "veth", "netem", "nftables", "conntrack", "sysctl"]
 
     /// `host` is this process's own report. The userns attempt takes the first route into a user
     /// namespace that this process's capabilities allow (`UserNamespaceRoute`); the status says which

@@ -180,18 +180,36 @@ public enum NetemCheck {
 public enum KernelProbe {
     /// nil when a netem qdisc can be added in a throwaway namespace here; otherwise why not.
     public static func netemUnavailableReason() -> String? {
+        unavailableReason(needs: KernelNeeds(netem: true))
+    }
+
+    /// nil when everything `needs` asks of this kernel works in a throwaway namespace here — a netem
+    /// qdisc, nat-idle's NAT/firewall with its conntrack timeout policy (the doctor's conntrack
+    /// check), a per-namespace sysctl write (the doctor's sysctl check); otherwise why not, naming
+    /// the first that failed.
+    public static func unavailableReason(needs: KernelNeeds) -> String? {
         if let reason = Privileges.namespaceUnavailableReason { return reason }
         let name = "kal-probe-\(getpid())-\(LabID.newRunID())"
+        let ns: NetworkNamespace
         do {
-            let ns = try NetworkNamespace.create(named: name) {
+            ns = try NetworkNamespace.create(named: name) {
+                guard needs.netem else { return }
                 let nl = try NetlinkSocket(namespaceName: name)
                 try nl.setLink("lo", up: true)
                 try nl.setNetem(NetemSpec(lossPercent: 1), ifindex: 1, label: "lo")
             }
-            ns.delete()
-            return nil
         } catch {
             return "\(error)"
         }
+        defer { ns.delete() }
+        if needs.nftables {
+            let check = Doctor.conntrackCheck(ns)
+            if !check.available { return "nftables NAT/conntrack timeout policy: \(check.why)" }
+        }
+        if needs.sysctls {
+            let check = Doctor.sysctlCheck(ns)
+            if !check.available { return check.why }
+        }
+        return nil
     }
 }

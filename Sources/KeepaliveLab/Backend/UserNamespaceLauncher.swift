@@ -28,12 +28,15 @@ public enum UserNamespaceLauncher {
     }
 
     /// nil when this process can build lab namespaces in a user namespace here (by some route);
-    /// else why not — for each route, what refused it. With `needsNetem`, a netem qdisc must work there too.
-    public static func probe(dropToUID: UInt32? = nil, routes: [UserNamespaceRoute]? = nil, needsNetem: Bool = false,
+    /// else why not — for each route, what refused it. What `needs` asks of the kernel (a netem
+    /// qdisc, nat-idle's nftables, sysctl writes) must work there too (`KernelProbe`).
+    public static func probe(dropToUID: UInt32? = nil, routes: [UserNamespaceRoute]? = nil, needs: KernelNeeds = KernelNeeds(),
                              executable: String = BackendLauncher.defaultExecutable) -> String? {
         let captured = CapturedOutput()
-        var command = ["userns-exec"] + routeOptions(dropToUID: dropToUID, routes: routes)
-        command += [needsNetem ? "--probe-netem" : "--probe"]
+        var command = ["userns-exec"] + routeOptions(dropToUID: dropToUID, routes: routes) + ["--probe"]
+        if needs.netem { command.append("--probe-netem") }
+        if needs.nftables { command.append("--probe-nftables") }
+        if needs.sysctls { command.append("--probe-sysctl") }
         do {
             let status = try runSelf(command, timeout: 20, output: captured.sink, executable: executable)
             if status == 0 { return nil }

@@ -12,49 +12,35 @@ public enum NATIdleMode: String, Codable, Sendable, CaseIterable {
 
 /// Turns R into a NAT and strict stateful firewall for A: A's connections are masqueraded out of
 /// r-b, conntrack forgets an established connection after `timeout` idle seconds, does not pick up
-/// mid-stream packets (`tcp_loose` 0), and drops — or answers with RST — whatever is INVALID.
-/// Must be installed before the connection is opened, so conntrack sees its SYN.
+/// mid-stream packets (as `tcp_loose` 0 would), and drops — or answers with RST — whatever is
+/// INVALID. All nftables (`NATFirewallRules`): no /proc/sys write, so it works where /proc/sys is
+/// read-only. Must be installed before the connection is opened, so conntrack sees its SYN.
 enum NATMiddlebox {
     static let table = "kal_nat"
 
     static func install(in topology: Topology, timeout: Int, mode: NATIdleMode) throws {
-        let invalid = mode == .reset
-            ? "ct state invalid meta l4proto tcp counter name \"invalid\" reject with tcp reset\n        ct state invalid counter name \"invalid\" drop"
-            : "ct state invalid counter name \"invalid\" drop"
-        let script = """
-            table ip \(table) {
-                counter invalid { }
-                chain postrouting {
-                    type nat hook postrouting priority srcnat; policy accept;
-                    oifname "\(Topology.rToB)" ip saddr \(Topology.aAddress.network) masquerade
-                }
-                chain forward {
-                    type filter hook forward priority filter; policy accept;
-                    \(invalid)
-                    iifname "\(Topology.rToB)" oifname "\(Topology.rToA)" ct state new drop
-                }
-            }
-            """
+        let script = NATFirewallRules.script(table: table, timeout: timeout, reset: mode == .reset, inside: Topology.rToA,
+                                             outside: Topology.rToB, insideNetwork: "\(Topology.aAddress.network)")
+        let readBack: Int?
         do {
             try Nftables.run(script, in: topology.r, operation: "make R a NAT/firewall for A")
-            // The rules above load conntrack in R; only then do its per-namespace sysctls exist.
-            try topology.r.perform {
-                try Sysctl.write("net.netfilter.nf_conntrack_tcp_timeout_established", String(timeout))
-                try Sysctl.write("net.netfilter.nf_conntrack_tcp_loose", "0")
-                // ConntrackWatcher looks at the table when an event says the entry appeared or
-                // changed (kernels without NF_CONNTRACK_EVENTS lack this; the watcher then learns
-                // of the entry at the fault).
-                try? Sysctl.write("net.netfilter.nf_conntrack_events", "1")
-                let readBack = try Sysctl.read("net.netfilter.nf_conntrack_tcp_timeout_established")
-                guard readBack == String(timeout) else {
-                    throw TrialError(message: "R's conntrack established timeout reads \(readBack) s after writing \(timeout) s")
-                }
-            }
-        } catch let error as TrialError {
-            throw error
+            readBack = try NATFirewallRules.establishedTimeout(table: table, in: topology.r)
         } catch {
             throw TrialError(message: "set up nat-idle:\(timeout),\(mode.rawValue) in \(topology.r.name): \(error)")
         }
+        guard readBack == timeout else {
+            throw TrialError(message: "R's conntrack timeout policy reads \(readBack.map { "\($0) s" } ?? "no established timeout") "
+                + "after setting \(timeout) s")
+        }
+    }
+
+    /// The entry conntrack made for A's connection must run on the policy's timeout: an ESTABLISHED
+    /// entry with more time left than that means `ct timeout set` did not reach it (a kernel that
+    /// ignores the policy would otherwise turn nat-idle into a 5-day timeout without a word).
+    static func checkPolicyApplied(_ entry: ConntrackEntry?, timeout: Int) throws {
+        guard let entry, entry.tcpState == 3, let left = entry.timeoutSeconds, Int(left) > timeout else { return }
+        throw TrialError(message: "R's conntrack entry for A's connection has \(left) s left while ESTABLISHED, more than the "
+            + "nat-idle policy's \(timeout) s: the kernel did not apply the nftables ct timeout policy")
     }
 
     /// Packets R's firewall found INVALID (dropped or answered with RST).

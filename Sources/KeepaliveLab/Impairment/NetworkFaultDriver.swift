@@ -74,8 +74,9 @@ final class NetworkFaultDriver {
         case .loss, .partition:
             try engine?.apply(faultImpairment)
             report.form = engine?.form
-        case .natIdle:
+        case let .natIdle(timeout, _):
             report.conntrackAtFault = watcher?.current()
+            try NATMiddlebox.checkPolicyApplied(report.conntrackAtFault, timeout: timeout)
         default:
             break
         }

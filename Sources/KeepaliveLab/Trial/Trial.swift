@@ -162,7 +162,9 @@ public struct Trial: Sendable {
             for ns in [topology.a, topology.b] {
                 try ns.perform {
                     try Self.applyNamespaceKeepalive(spec.namespaceKeepalive)
-                    for (name, value) in spec.sysctls.sorted(by: { $0.key < $1.key }) { try Sysctl.write(name, value) }
+                    for (name, value) in spec.sysctls.sorted(by: { $0.key < $1.key }) {
+                        try Self.writePolicySysctl(name, value, askedBy: "the policy's sysctls")
+                    }
                 }
             }
             let network = NetworkFaultDriver(spec: spec, topology: topology)
@@ -178,9 +180,24 @@ public struct Trial: Sendable {
     /// per-socket timers use these.
     static func applyNamespaceKeepalive(_ setting: KeepaliveSetting?) throws {
         guard let k = setting else { return }
-        try Sysctl.write("net.ipv4.tcp_keepalive_time", String(k.idle))
-        try Sysctl.write("net.ipv4.tcp_keepalive_intvl", String(k.interval))
-        try Sysctl.write("net.ipv4.tcp_keepalive_probes", String(k.count))
+        let why = "namespace keepalive \(k)"
+        try writePolicySysctl("net.ipv4.tcp_keepalive_time", String(k.idle), askedBy: why)
+        try writePolicySysctl("net.ipv4.tcp_keepalive_intvl", String(k.interval), askedBy: why)
+        try writePolicySysctl("net.ipv4.tcp_keepalive_probes", String(k.count), askedBy: why)
+    }
+
+    /// A per-namespace sysctl a policy asks for. Unavoidable, unlike R's conntrack settings: what the
+    /// policy tests is the namespace default itself (the value sockets without per-socket options
+    /// run with), and net.ipv4.tcp_* defaults have no netlink interface. Backend selection checks
+    /// that sysctl writes work before it picks a backend for such a trial (`KernelNeeds.sysctls`);
+    /// this error is for an explicit --backend where they do not.
+    static func writePolicySysctl(_ name: String, _ value: String, askedBy why: String) throws {
+        do {
+            try Sysctl.write(name, value)
+        } catch let error as SystemCallError where error.errno == EROFS {
+            throw TrialError(message: "\(why) sets sysctl \(name)=\(value) in A and B, and /proc/sys is read-only here "
+                + "(container runtimes mount it so): run this lab with --backend uml, whose guest has its own /proc/sys")
+        }
     }
 
     /// One blocking sleep to `t` on the events' clock, however far ahead (no 4295 s usleep limit).

@@ -121,7 +121,8 @@ public struct TrialSpec: Codable, Sendable, Equatable {
     /// What this trial needs from the kernel under test (for choosing a backend before anything is built).
     public func kernelNeeds(clock: LabClock) -> KernelNeeds {
         let nftables = fault.installsRulesInR || (fault.usesImpairment && impairment == .nftables)
-        return KernelNeeds(netem: impairment == .netem || shape != nil, nftables: nftables, clock: clock)
+        return KernelNeeds(netem: impairment == .netem || shape != nil, nftables: nftables,
+                           sysctls: namespaceKeepalive != nil || !sysctls.isEmpty, clock: clock)
     }
 
     /// The keepalive timers the client socket really runs with, if keepalive is on.
