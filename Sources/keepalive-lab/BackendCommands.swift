@@ -58,11 +58,8 @@ struct UserNamespaceExecCommand: ParsableCommand {
                 print("inside a user namespace: \(reason)")
                 throw ExitCode(1)
             }
-            if probeNetem, let reason = KernelProbe.unavailableReason(needs: KernelNeeds(netem: true)) {
-                print("inside a user namespace: no netem: \(reason)")
-                throw ExitCode(1)
-            }
-            if let reason = KernelProbe.unavailableReason(needs: KernelNeeds(nftables: probeNftables, sysctls: probeSysctl)) {
+            let needs = KernelNeeds(netem: probeNetem, nftables: probeNftables, sysctls: probeSysctl)
+            if needs.probed, let reason = KernelProbe.unavailableReason(needs: needs) {
                 print("inside a user namespace: \(reason)")
                 throw ExitCode(1)
             }

@@ -112,7 +112,8 @@ extension BackendTests {
             #expect(explicit.err.contains("per-namespace sysctls") && explicit.err.contains("--backend uml"), "\(explicit.err)")
 
             let auto = try Self.run(["run", lab, "--backend", "auto", "--out", out], timeout: 180)
-            #expect(auto.err.contains("host: per-namespace sysctl writes needed"), "\(auto.err)")
+            #expect(auto.err.contains("host: the policy sets per-namespace sysctls and sysctl writes refused"), "\(auto.err)")
+            #expect(auto.err.contains("userns: inside a user namespace: the policy sets per-namespace sysctls"), "\(auto.err)")
             #expect(auto.err.contains("/proc/sys is read-only"), "\(auto.err)")
             if BackendPrerequisites.umlMissing == nil {
                 #expect(auto.status == 0, "exit \(auto.status): \(auto.err)")

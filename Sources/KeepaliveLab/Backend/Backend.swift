@@ -87,13 +87,7 @@ public struct KernelNeeds: Sendable, Equatable {
     }
 
     /// The needs a probe of the kernel can check (the rest is the UML kernel's configuration or the clock).
-    var probed: Bool { netem || nftables || sysctls }
-
-    /// For messages: "netem, nftables NAT, per-namespace sysctls".
-    var summary: String {
-        [netem ? "netem" : nil, nftables ? "nftables NAT/conntrack" : nil, sysctls ? "per-namespace sysctl writes" : nil]
-            .compactMap { $0 }.joined(separator: ", ")
-    }
+    public var probed: Bool { netem || nftables || sysctls }
 }
 
 /// Picks the environment for `auto`, and checks an explicit choice against what the command needs.
@@ -139,8 +133,7 @@ public enum BackendSelection {
             // An explicit choice is the user's; only what would fail every trial of the lab on it
             // (a policy's sysctls where /proc/sys is read-only) is refused here, with the way out.
             if needs.sysctls, let reason = probe(requested, needs: KernelNeeds(sysctls: true)) {
-                throw BackendUnavailable(backend: requested, reason: "the policy sets per-namespace sysctls in A and B (namespace_keepalive, sysctls) and \(reason): "
-                    + "use --backend uml (or auto)")
+                throw BackendUnavailable(backend: requested, reason: "\(reason); use --backend uml (or auto): the guest has its own /proc/sys")
             }
             return Choice(backend: requested, skipped: [])
         case .uml:
@@ -152,7 +145,7 @@ public enum BackendSelection {
         if let reason = Privileges.namespaceUnavailableReason {
             skipped.append("host: \(reason)")
         } else if let reason = probe(.host, needs: needs) {
-            skipped.append("host: \(needs.summary) needed: \(reason)")
+            skipped.append("host: \(reason)")
         } else {
             return Choice(backend: .host, skipped: skipped)
         }

@@ -190,25 +190,31 @@ public enum KernelProbe {
     public static func unavailableReason(needs: KernelNeeds) -> String? {
         if let reason = Privileges.namespaceUnavailableReason { return reason }
         let name = "kal-probe-\(getpid())-\(LabID.newRunID())"
+        var netem: (any Error)?
         let ns: NetworkNamespace
         do {
             ns = try NetworkNamespace.create(named: name) {
                 guard needs.netem else { return }
-                let nl = try NetlinkSocket(namespaceName: name)
-                try nl.setLink("lo", up: true)
-                try nl.setNetem(NetemSpec(lossPercent: 1), ifindex: 1, label: "lo")
+                do {
+                    let nl = try NetlinkSocket(namespaceName: name)
+                    try nl.setLink("lo", up: true)
+                    try nl.setNetem(NetemSpec(lossPercent: 1), ifindex: 1, label: "lo")
+                } catch {
+                    netem = error
+                }
             }
         } catch {
             return "\(error)"
         }
         defer { ns.delete() }
+        if let netem { return "netem is needed and this kernel has none (\(netem))" }
         if needs.nftables {
             let check = Doctor.conntrackCheck(ns)
-            if !check.available { return "nftables NAT/conntrack timeout policy: \(check.why)" }
+            if !check.available { return "nftables faults are needed and nat-idle's rules do not load: \(check.why)" }
         }
         if needs.sysctls {
             let check = Doctor.sysctlCheck(ns)
-            if !check.available { return check.why }
+            if !check.available { return "the policy sets per-namespace sysctls and \(check.why)" }
         }
         return nil
     }
