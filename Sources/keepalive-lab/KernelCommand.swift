@@ -2,12 +2,12 @@ import ArgumentParser
 import Foundation
 import KeepaliveLab
 
-/// `kernel build | list`: the lab kernel (UML 6.12 from Debian's source, time-travel, nftables).
+/// `kernel build | list | key`: the lab kernel (UML 6.12 from Debian's source, time-travel, nftables).
 struct KernelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernel",
         abstract: "Build or list the lab kernel (user-mode-linux 6.12 with virtual time, netem and nftables built in).",
-        subcommands: [Build.self, List.self],
+        subcommands: [Build.self, List.self, Key.self],
         defaultSubcommand: List.self)
 
     struct Build: ParsableCommand {
@@ -42,6 +42,39 @@ struct KernelCommand: ParsableCommand {
             var arguments = [script, "--hz", String(hz)]
             if let jobs { arguments += ["--jobs", String(jobs)] }
             if force { arguments.append("--force") }
+            let status = try KernelCommand.runForwarding(arguments)
+            if status != 0 { throw ExitCode(status) }
+        }
+    }
+
+    /// The cache key comes from scripts/build-lab-kernel itself (`--key`), so that it is the name
+    /// a build writes and `--check` looks for, never a second rendering of the rule.
+    struct Key: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the cache key of the lab kernel this checkout would build (for CI caches).",
+            discussion: """
+                The name of its cache directory, linux-<upstream>-hz<HZ>-<hash>: the hash covers the Debian source \
+                version (the installed linux-source-6.12's, else apt's candidate), kernel/lab.config, HZ and the \
+                build recipe's revision. Restore …/kernels/<key> from a CI cache under this key and \
+                `kernel build` finds it built.
+                """)
+
+        @Option(help: ArgumentHelp("CONFIG_HZ: 100, 250 (Debian's kernels) or 1000 (RHEL/Fedora's).", valueName: "HZ"))
+        var hz: Int = LabKernel.defaultHz
+
+        @Option(help: ArgumentHelp("This Debian version of linux-source-6.12 instead of the installed or candidate one.",
+                                   valueName: "VERSION"))
+        var sourceVersion: String?
+
+        func validate() throws {
+            guard LabKernel.supportedHz.contains(hz) else {
+                throw ValidationError("--hz \(hz) is not supported: use 100, 250 or 1000")
+            }
+        }
+
+        func run() throws {
+            var arguments = [try KernelCommand.buildScript(), "--key", "--hz", String(hz)]
+            if let sourceVersion { arguments += ["--source-version", sourceVersion] }
             let status = try KernelCommand.runForwarding(arguments)
             if status != 0 { throw ExitCode(status) }
         }

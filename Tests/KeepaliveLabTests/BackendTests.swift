@@ -195,6 +195,24 @@ struct BackendUnitTests {
         #expect(KernelModules.name(ofPath: "kernel/net/netfilter/nf-conntrack.ko.xz") == "nf_conntrack")
     }
 
+    /// Guest memory goes to /dev/shm only where UML may map it executable: container runtimes
+    /// mount /dev/shm noexec (a real tmpfs mounted noexec and exec here, as a container has it;
+    /// root, to mount).
+    @Test(.enabled(if: CIGate.runs(getuid() == 0 ? nil : "mounting a tmpfs needs root"), "mounting a tmpfs needs root"))
+    func guestMemoryNeedsAnExecMount() throws {
+        #expect(UMLMachine.allowsExec("/"))
+        #expect(!UMLMachine.allowsExec("/nonexistent-\(getpid())"), "an unreadable mount is not used")
+        let directory = try makeTemporaryDirectory(in: "/tmp", prefix: "keepalive-lab-shm-")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for (options, exec) in [("noexec,size=1m", false), ("size=1m", true)] {
+            let mount = try Spawn.run(path: "/bin/mount", arguments: ["mount", "-t", "tmpfs", "-o", options, "tmpfs", directory])
+            #expect(mount.shellStatus == 0, "mount -o \(options)")
+            defer { _ = try? Spawn.run(path: "/bin/umount", arguments: ["umount", directory]) }
+            #expect(UMLMachine.isTmpfs(directory))
+            #expect(UMLMachine.allowsExec(directory) == exec, "tmpfs -o \(options)")
+        }
+    }
+
     @Test func umlCommandLineHasNoTerminalAndPassesTheJobInTheEnvironment() {
         let kernel = UMLKernel(binary: "/usr/bin/linux.uml", release: "6.1.176", hz: 100,
                                moduleDirectory: "/usr/lib/uml/modules/6.1.176", missingOptions: [])

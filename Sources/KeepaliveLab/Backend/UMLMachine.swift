@@ -157,8 +157,11 @@ public enum UMLMachine {
             if let memoryDirectory { removeTree(memoryDirectory) }
         }
         // Guest memory is a file UML maps: on a tmpfs it is plain RAM. Only where the whole of it fits
-        // (docker's /dev/shm is 64 MB by default; a guest touching more would die of SIGBUS).
-        if access("/dev/shm", W_OK) == 0, isTmpfs("/dev/shm"), freeBytes("/dev/shm") >= UInt64(options.memoryMB) << 20 {
+        // (docker's /dev/shm is 64 MB by default; a guest touching more would die of SIGBUS) and may
+        // be mapped executable (UML refuses a noexec mount: Docker and podman mount /dev/shm noexec,
+        // whatever --shm-size says).
+        if access("/dev/shm", W_OK) == 0, isTmpfs("/dev/shm"), allowsExec("/dev/shm"),
+           freeBytes("/dev/shm") >= UInt64(options.memoryMB) << 20 {
             memoryDirectory = try? makeTemporaryDirectory(in: "/dev/shm", prefix: "kal-uml-")
         }
         let jobPath = "\(directory)/job.json"
@@ -290,6 +293,14 @@ public enum UMLMachine {
     }
 
     static func isTmpfs(_ path: String) -> Bool { kal_is_tmpfs(path) == 1 }
+
+    /// Whether `path`'s file system lets files be mapped PROT_EXEC (not mounted noexec).
+    static func allowsExec(_ path: String) -> Bool {
+        var fs = statvfs()
+        guard statvfs(path, &fs) == 0 else { return false }
+        let noexec: UInt = 8    // ST_NOEXEC (<sys/statvfs.h>: an enum Swift does not import)
+        return fs.f_flag & noexec == 0
+    }
 
     static func freeBytes(_ path: String) -> UInt64 {
         let attributes = try? FileManager.default.attributesOfFileSystem(forPath: path)
