@@ -92,8 +92,7 @@ public enum ParallelBenchmark {
         let group = DispatchGroup()
         // Start on a settled machine: the kernel destroys deleted namespaces later, in its own
         // work queue, and the previous batch's would otherwise be destroyed during this batch's
-        // setup and shrink its memory deltas. (On the 2-CPU machine of Reports/benchmark.md the
-        // kernel kept up: 0.03–0.18 s of waiting before batches of 1 to 1000 trials.)
+        // setup and shrink its memory deltas. (Reports/benchmark.md shows how long it waited.)
         var cleanupWait: Double?
         var cleanupNote: String?
         do { cleanupWait = try NetworkNamespace.awaitKernelCleanup() } catch { cleanupNote = "\(error)" }
