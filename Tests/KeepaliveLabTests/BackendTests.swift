@@ -417,9 +417,12 @@ enum Leftovers {
                         directories: directories, sharedMemory: sharedMemory())
     }
 
-    /// /dev/shm's entries and the System V segments (/proc/sysvipc/shm: key and id) of this IPC namespace.
+    /// /dev/shm's entries and the System V segments (/proc/sysvipc/shm: key and id) of this IPC
+    /// namespace. UML guests' memory directories (kal-uml-*) are `directories`' business: suites
+    /// that run in parallel start guests of their own.
     static func sharedMemory() -> Set<String> {
-        var found = Set(((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).map { "/dev/shm/\($0)" })
+        var found = Set(((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [])
+            .filter { !$0.hasPrefix("kal-uml-") }.map { "/dev/shm/\($0)" })
         let table = (try? String(contentsOfFile: "/proc/sysvipc/shm", encoding: .utf8)) ?? ""
         for line in table.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ")
