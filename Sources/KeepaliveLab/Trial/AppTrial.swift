@@ -140,7 +140,7 @@ extension Trial {
             try Self.waitReady(server, serverCommand, role: "server", ns: ns, port: spec.port, timeout: 30)
             return server
         }
-        var server = try startServer(in: topology.b)
+        let firstServer = try startServer(in: topology.b)
         let client = try AppProcess(name: clientCommand.name, argv: clientCommand.argv, environment: clientCommand.env,
                                     netnsPath: topology.a.path, workingDirectory: dir)
         apps.append(client)
@@ -148,6 +148,8 @@ extension Trial {
         guard let connection = try Self.waitConnection(client, ns: topology.a, port: spec.port, timeout: 10) else {
             throw TrialError(message: "client program \(client.name) never connected to \(Self.serverAddress):\(spec.port) (no ESTABLISHED socket of its process tree in \(topology.a.name)):\n\(client.tail())")
         }
+        let peers = try ProgramPeers(server: firstServer, client: client, poke: clientCommand.poke, startServer: startServer)
+        var server: AppProcess { peers.server }
         var notes: [String] = []
         if let poke = clientCommand.poke {
             let sent = PeerEvent.now()
@@ -182,60 +184,30 @@ extension Trial {
         detector.watch(watched)
         let wakeupsAtFault = (client: Self.contextSwitches(client.pid), server: Self.contextSwitches(server.pid))
         let tFault = PeerEvent.now()
-        try HostFault.inject(spec.fault, topology: topology, signalServer: { server.signalGroup($0) },
-                             signalClient: { client.signalGroup($0) })
-        try network.inject(at: tFault)
+        try network.inject(at: tFault, peers: peers)
 
-        // Wait for the program's verdict, B's return or the nat-idle exchange: each wait blocks
-        // until the next of those deadlines or an event from the program.
+        // Wait for the program's verdict or the fault's next step (B's return, R's heal, the
+        // nat-idle exchange): each wait blocks until the next of those deadlines or an event from
+        // the program.
         let detectRegex: NSRegularExpression? = {
             if case .output(let p) = detectCondition { return try? NSRegularExpression(pattern: p) }
             return nil
         }()
-        let pokeAnswer = try clientCommand.poke.map { try NSRegularExpression(pattern: $0.answer) }
-        var tBack: Double?
-        var sendAt: Double?
-        var answerAt: Double?
         var detectionAt: Double?
         var matched: AppProcess.Line?
         let deadline = tFault + spec.deadline
-        while detectionAt == nil {
-            var next = deadline
-            if case .reboot(let downtime) = spec.fault, tBack == nil { next = min(next, tFault + downtime) }
-            if case .natIdle = spec.fault, let silence = spec.effectiveSilence {
-                if sendAt == nil { next = min(next, tFault + silence) }
-                if let a = answerAt { next = min(next, a + Self.tail) }
-            }
-            let now = PeerEvent.now()
-            if now >= deadline { break }
-            if let a = answerAt, now >= a + Self.tail { break }
-            if case .reboot(let downtime) = spec.fault, tBack == nil, now >= tFault + downtime {
-                try topology.rebootB()
-                server = try startServer(in: topology.b)
-                tBack = PeerEvent.now()
-                notes.append("B rebooted \(Self.format(tBack! - tFault)) s after the crash: new namespace \(topology.b.name), same IP and MAC, \(server.name) restarted")
-                continue
-            }
-            if case .natIdle = spec.fault, sendAt == nil, let silence = spec.effectiveSilence, now >= tFault + silence {
-                sendAt = PeerEvent.now()
-                if let poke = clientCommand.poke { client.write(poke.send) } else {
-                    notes.append("\(client.name) has no stdin exchange: nothing sent after the silence")
-                }
-                continue
-            }
-            let sent = sendAt
+        while detectionAt == nil, PeerEvent.now() < deadline {
+            if try network.step(peers: peers) { break }
+            let next = [deadline, network.nextDeadline].compactMap { $0 }.min()!
+            let sent = network.awaitsAnswer ? network.report.sendAt : nil
             _ = detector.wait(until: next) { c in
                 if c.lockedExit != nil { return true }
                 if let r = detectRegex, c.firstLine(matching: r, after: tFault, locked: true) != nil { return true }
                 if detectCondition == .socketGone,
                    c.lockedSocketEvents.contains(where: { $0.what != "peer-fin" }) { return true }
-                if answerAt == nil, let s = sent, let r = pokeAnswer,
-                   c.firstLine(matching: r, streams: ["stdout"], after: s, locked: true) != nil { return true }
-                return false
+                return peers.answered(c, after: sent)
             }
-            if answerAt == nil, let s = sendAt, let r = pokeAnswer, let line = client.firstLine(matching: r, streams: ["stdout"], after: s) {
-                answerAt = line.t
-            }
+            network.observeAnswer(peers: peers)
             switch detectCondition {
             case .exit:
                 detectionAt = detector.exited?.t
@@ -274,12 +246,8 @@ extension Trial {
         if detector.exited == nil, detectionAt != nil, detectCondition == .exit {
             _ = detector.wait(until: PeerEvent.now() + 1) { $0.lockedExit != nil }
         }
-        var networkReport = network.finishWithoutPeers()
-        if case .natIdle = spec.fault {
-            networkReport.sendAt = sendAt
-            networkReport.answerAt = answerAt
-            networkReport.dataReachedB = answerAt != nil ? true : nil
-        }
+        notes += network.notes
+        let networkReport = network.finish(peers: peers)
         let packets = capture.stop()
         if let error = capture.readError { notes.append("capture: \(error)") }
         if let error = capture.fileError { notes.append(PacketCapture.notKeptNote(error)) }
@@ -333,7 +301,7 @@ extension Trial {
         analysisSpec.clientPolicy = Policy(keepalive: settings?.keepalive,
                                            userTimeoutMs: settings?.userTimeoutMs.flatMap { $0 > 0 ? UInt32($0) : nil })
         if serverSide { analysisSpec.fault = .crash }
-        let analysis = TrialAnalysis(spec: analysisSpec, tFault: tFault, tBack: tBack, detection: detection,
+        let analysis = TrialAnalysis(spec: analysisSpec, tFault: tFault, tBack: network.tBack, detection: detection,
                                      clientEvents: [], segments: detSegments, network: networkReport)
         if serverSide {
             notes.append("crash-client: A's host went down and \(server.name) in B is the detecting side; probes, the last segment received (last_rx) and the expectation are B's (captured on R's link toward B)")

@@ -65,22 +65,28 @@ public struct Trial: Sendable {
                               ringBytes: spec.workload == .stream ? PacketCapture.bulkRingBytes : PacketCapture.smallRingBytes)
         }
         capture.start()
-        var peers: [PeerProcess] = []
+        // Every peer this trial starts (a rebooted B's server too), killed and reaped at the end.
+        var started: [PeerProcess] = []
         defer {
-            for peer in peers {
+            for peer in started {
                 peer.signal(SIGKILL)
                 _ = peer.waitExit(timeout: 2)
             }
             _ = capture.stop()
         }
+        func startServer(in topology: Topology) throws -> PeerProcess {
+            let server = try self.startServer(in: topology)
+            started.append(server)
+            return server
+        }
 
         let server = try startServer(in: topology)
-        peers.append(server)
         let client = try PeerProcess(
             executable: peerExecutable, netnsPath: topology.a.path,
             config: PeerConfig(role: .client, address: Self.serverAddress, port: spec.port,
                                policy: spec.clientPolicy, workload: spec.workload))
-        peers.append(client)
+        started.append(client)
+        let peers = BuiltInPeers(server: server, client: client, startServer: startServer)
         guard let ready = client.waitFor(.ready, timeout: 5) else {
             throw TrialError(message: "client in \(topology.a.name) never became ready: \(client.events.last.map { "\($0.kind.rawValue) \($0.detail ?? "")" } ?? "no events") \(client.stderrText)")
         }
@@ -92,34 +98,24 @@ public struct Trial: Sendable {
         let atFault = client.waitFor(.tcpInfo, timeout: 1)?.tcpInfo
         let tFault = PeerEvent.now()
         var notes: [String] = []
-        try HostFault.inject(spec.fault, topology: topology, signalServer: { server.signal($0) }, signalClient: nil)
-        try network.inject(at: tFault)
+        try network.inject(at: tFault, peers: peers)
 
-        var tBack: Double?
         var detection: PeerEvent?
         let detectionKinds: Set<String> = ["error", "closed", "heartbeat_timeout"]
         let end = tFault + spec.deadline
         while detection == nil && PeerEvent.now() < end {
-            var rebootAt: Double?
-            if case .reboot(let downtime) = spec.fault, tBack == nil {
-                if PeerEvent.now() >= tFault + downtime {
-                    try topology.rebootB()
-                    peers.append(try startServer(in: topology))
-                    tBack = PeerEvent.now()
-                    notes.append("B rebooted \(Self.format(tBack! - tFault)) s after the crash: new namespace \(topology.b.name), same IP and MAC, fresh server")
-                } else {
-                    rebootAt = tFault + downtime
-                }
-            }
-            if try network.tick(client: client) { break }
-            // Block until the next thing that can happen: a client event, the reboot, R's next
-            // step, or the deadline. Under UML time-travel a periodic wakeup would crawl the clock.
-            let wakeAt = [end, rebootAt, network.nextDeadline].compactMap { $0 }.min()!
-            let event = client.waitForAny(detectionKinds.union(network.awaitedClientEvents), until: wakeAt)
+            if try network.step(peers: peers) { break }
+            // Block until the next thing that can happen: a client event, the fault's next step
+            // (B's reboot, R's heal, the nat-idle send), or the deadline. Under UML time-travel a
+            // periodic wakeup would crawl the clock.
+            let wakeAt = [end, network.nextDeadline].compactMap { $0 }.min()!
+            let awaited: Set<String> = network.awaitsAnswer ? [PeerEvent.Kind.received.rawValue] : []
+            let event = client.waitForAny(detectionKinds.union(awaited), until: wakeAt)
             if let event, detectionKinds.contains(event.kind.rawValue) { detection = event }
             // A client gone without a word makes every wait return at once: sleep instead of spinning.
             if event == nil && client.outputEnded { Self.sleep(until: wakeAt) }
         }
+        notes += network.notes
         var atDetection: PeerTCPInfo?
         if let detection {
             // The peer snapshots TCP_INFO right before reporting the error (the error carries the
@@ -129,7 +125,7 @@ public struct Trial: Sendable {
             atDetection = events[..<upTo].last(where: { $0.kind == .tcpInfo && $0.t > tFault })?.tcpInfo
             Self.sleep(until: detection.t + Self.tail)
         }
-        let networkReport = network.finish(client: client, server: server)
+        let networkReport = network.finish(peers: peers)
         let packets = capture.stop()
         if let error = capture.readError { notes.append("capture: \(error)") }
         if let error = capture.fileError { notes.append(PacketCapture.notKeptNote(error)) }
@@ -139,7 +135,7 @@ public struct Trial: Sendable {
             .flatMap { $0.split(separator: ":").last }.flatMap { UInt16($0) } ?? 0
         let segments = SegmentClassifier.classify(packets, client: (Self.clientAddress, clientPort),
                                                   server: (Self.serverAddress, spec.port))
-        return TrialAnalysis(spec: spec, tFault: tFault, tBack: tBack, detection: detection,
+        return TrialAnalysis(spec: spec, tFault: tFault, tBack: network.tBack, detection: detection,
                              clientEvents: client.events, segments: segments, network: networkReport)
             .result(pcap: capture.keptFile ? pcapPath : nil, atFault: atFault, atDetection: atDetection, notes: notes, backend: backend)
     }
@@ -157,7 +153,7 @@ public struct Trial: Sendable {
 
     /// The trial's topology, A's and B's sysctls set, and R's impairment engine and NAT role in
     /// place before any traffic (conntrack must see the SYN); torn down again if a step fails.
-    func prepareNetwork() throws -> (Topology, NetworkFaultDriver) {
+    func prepareNetwork() throws -> (Topology, FaultDriver) {
         let topology = try Topology.build(id: id)
         do {
             for ns in [topology.a, topology.b] {
@@ -168,7 +164,7 @@ public struct Trial: Sendable {
                     }
                 }
             }
-            let network = NetworkFaultDriver(spec: spec, topology: topology)
+            let network = FaultDriver(spec: spec, topology: topology)
             try network.prepare()
             return (topology, network)
         } catch {
