@@ -49,6 +49,12 @@ public enum Fault: Codable, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// The registry (FaultKinds): every kind, in the order help and errors list them.
+    static let allKinds: [any FaultKind.Type] = [
+        CrashFault.self, CrashICMPFault.self, RebootFault.self, KillFault.self, FreezeFault.self, NoFault.self,
+        CrashClientFault.self, LossFault.self, PartitionFault.self, NATIdleFault.self,
+    ]
+
     public var description: String { kind.text }
 
     /// Where the fault strikes. The predicates below, and where ladders and diagrams draw the

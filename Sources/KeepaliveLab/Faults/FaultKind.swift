@@ -8,9 +8,10 @@ import KeepaliveNet
 /// that travels (Codable as its text form); `Fault.kind` hands each case to its type, and
 /// `FaultKinds.all` is the registry CLI help and lab-file errors are drawn from.
 ///
-/// A new kind: a file here with its type, its case in `Fault` (and `Fault.kind`), its entry in
-/// `FaultKinds.all`. What the kernel should do (TrialAnalysis.expectation) and what the report infers
-/// (TrialInference.paths, Findings) are still per-analysis switches with a default.
+/// A new kind: a file here with its type, and in Fault.swift its case, its line in `Fault.kind` and
+/// its entry in `Fault.allKinds`. What the kernel should do (TrialAnalysis.expectation, exhaustive:
+/// the compiler points at it) and what the report infers (TrialInference.paths, Findings, with
+/// defaults) are still per-analysis switches.
 protocol FaultKind: Sendable {
     /// Its name, syntax, help and examples.
     static var facts: FaultFacts { get }
@@ -126,10 +127,8 @@ protocol TrialPeers: AnyObject {
 
 /// The registry: every fault kind, in the order help and errors list them.
 public enum FaultKinds {
-    static let all: [any FaultKind.Type] = [
-        CrashFault.self, CrashICMPFault.self, RebootFault.self, KillFault.self, FreezeFault.self, NoFault.self,
-        CrashClientFault.self, LossFault.self, PartitionFault.self, NATIdleFault.self,
-    ]
+    /// Every kind (`Fault.allKinds`, next to the cases).
+    static var all: [any FaultKind.Type] { Fault.allKinds }
 
     /// Every kind's syntax, for the error an unknown fault gets.
     public static var syntaxList: String {
