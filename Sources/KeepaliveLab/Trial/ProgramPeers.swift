@@ -28,13 +28,16 @@ final class ProgramPeers: RunningPeers {
     private let detectRegex: NSRegularExpression?
     private var notes: [String] = []
 
+    /// The program that has to notice: the client, or (crash-client) the server first started.
+    private let detector: AppProcess
     // Set when the fault is armed and as the verdict comes in.
-    private var detector: AppProcess
     private var watched: BorrowedSocket
     private var atFault: PeerTCPInfo?
     /// What the program really applied to its socket.
     private var settings: AppSocketSettings?
     private var wakeupsAtFault: (client: [pid_t: Int], server: [pid_t: Int]) = ([:], [:])
+    /// When the watch was armed: the runner's fault instant follows it at once (lines and socket
+    /// events from then on count).
     private var tFault = 0.0
     private var detectionAt: Double?
     private var matched: AppProcess.Line?
