@@ -36,7 +36,7 @@ struct TrialCommand: ParsableCommand {
     @Option(help: "idle | rr:SECONDS | stream")
     var workload: String = "idle"
 
-    @Option(help: "crash | crash-icmp | reboot:SECONDS | kill | freeze | none | loss:PCT[,DIR] | partition:SECONDS[,DIR] | nat-idle:SECONDS[,drop|reset] (DIR: both | a2b | b2a)")
+    @Option(help: ArgumentHelp("What happens at the fault instant. DIR is both (default), a2b or b2a.\n" + FaultKinds.help, valueName: "fault"))
     var fault: String = "crash"
 
     @Option(name: .customLong("sysctl"), help: ArgumentHelp(

@@ -31,47 +31,9 @@ public struct TrialDuration: Sendable, Equatable {
 
     /// Seconds from the fault to the end of the trial, and why.
     static func afterFault(_ spec: TrialSpec) -> (Double, String) {
-        let policy = spec.clientPolicy
-        let tail = Trial.tail
-        var candidates: [(Double, String)] = []
-        switch spec.fault {
-        case .crash, .crashICMP, .reboot:
-            if spec.workload == .idle, let k = spec.effectiveClientKeepalive {
-                // The formula counts from A's last reception: the first exchange, fault delay earlier.
-                let e: Expectation
-                if case .reboot(let downtime) = spec.fault {
-                    e = .keepaliveAfterReboot(k, backAfter: spec.faultDelay + downtime)
-                } else {
-                    e = .keepalive(k, userTimeoutMs: policy.userTimeoutMs)
-                }
-                candidates.append((max(0, e.seconds - spec.faultDelay) + tail, e.formula))
-            }
-            if spec.workload != .idle, let u = policy.userTimeoutMs, u > 0 {
-                candidates.append((Double(u) / 1000 + 0.2 + tail, Expectation.userTimeout(ms: u).formula))
-            }
-            if let h = policy.heartbeat { candidates.append((h.interval + h.timeout + tail, Expectation.heartbeat(h).formula)) }
-        case .freeze:
-            if let h = policy.heartbeat { candidates.append((h.interval + h.timeout + tail, Expectation.heartbeat(h).formula)) }
-        case .natIdle(let timeout, let mode):
-            let silence = spec.effectiveSilence ?? Double(2 * timeout)
-            // Probes that come before the entry expires keep it; a firewall that resets answers at once.
-            if let k = spec.effectiveClientKeepalive, k.idle < timeout {
-                candidates.append((silence + tail, "silence \(Fault.format(silence)) s, then the exchange (keepalive keeps the entry)"))
-            } else if mode == .reset {
-                candidates.append((silence + tail, "silence \(Fault.format(silence)) s, then R's reset"))
-            } else if let u = policy.userTimeoutMs, u > 0 {
-                candidates.append((silence + Double(u) / 1000 + 0.2 + tail, "silence \(Fault.format(silence)) s + TCP_USER_TIMEOUT \(u) ms"))
-            }
-        case .crashClient:
-            // redis-server's tcp-keepalive N: TCP_KEEPIDLE N, TCP_KEEPINTVL N/3, TCP_KEEPCNT 3 (anet.c).
-            if let server = spec.serverPolicy.app, server.profile == "redis-server",
-               let n = server.options?["tcp-keepalive"].flatMap(Int.init), n > 0 {
-                let seconds = Double(n + 3 * max(n / 3, 1))
-                candidates.append((max(0, seconds - spec.faultDelay) + tail, "redis-server tcp-keepalive \(n): \(n) + 3 × \(max(n / 3, 1))"))
-            }
-        case .none, .kill, .loss, .partition:
-            break  // B healthy (or a kill A may or may not see): the deadline ends it.
-        }
+        // Each kind says what ends its trials (the kernel formula, a heartbeat, the nat-idle
+        // exchange); none: the deadline.
+        let candidates = spec.fault.kind.expectedEnd(spec)
         return candidates.min { $0.0 < $1.0 } ?? (spec.deadline, "deadline")
     }
 

@@ -48,116 +48,69 @@ public struct Trial: Sendable {
         }
     }
 
+    /// The one trial runner, for both kinds of peer (the built-in peer, real programs: see
+    /// RunningPeers): topology and R's fault side, capture, peers, the fault, its own clock until
+    /// the detecting peer's verdict or the deadline, then the analysis.
     public func run() throws -> TrialResult {
-        if usesApps { return try runWithApps() }  // real programs as peers: AppTrial.swift
         try spec.validate()
         // Setup (namespaces, veths, capture ring, two process starts) is CPU work; the trial after
         // it mostly waits on kernel timers. Queue setups through the gate rather than piling
-        // hundreds onto one instant.
-        let gate = setupGate.map { $0.enter() }
+        // hundreds onto one instant. (Programs' trials never went through it: their setup waits on
+        // the programs, up to 30 s.)
+        let gate = usesApps ? nil : setupGate.map { $0.enter() }
         defer { gate?.leave() }
         let (topology, network) = try prepareNetwork()
-        // Runs last: by then every peer this trial started (the only processes that enter its
-        // namespaces) has been SIGKILLed and reaped by the defer below, so no /proc scan is needed.
-        defer { topology.teardown(onlyReapedProcesses: true) }
+        // Runs last. The built-in peers are all SIGKILLed and reaped by then (the only processes
+        // that enter the namespaces), so no /proc scan is needed; programs may leave children.
+        defer { topology.teardown(onlyReapedProcesses: !usesApps) }
+        // crash-client: captured on R's link toward B, the side that stays up (R drops what goes
+        // to a cut link before its capture would see it).
         let capture = try topology.r.perform {
-            try PacketCapture(interface: Topology.rToA, pcapPath: pcapPath,
-                              ringBytes: spec.workload == .stream ? PacketCapture.bulkRingBytes : PacketCapture.smallRingBytes)
+            try PacketCapture(interface: spec.fault.site == .clientHost ? Topology.rToB : Topology.rToA, pcapPath: pcapPath,
+                              ringBytes: usesApps || spec.workload == .stream ? PacketCapture.bulkRingBytes : PacketCapture.smallRingBytes)
         }
         capture.start()
-        var peers: [PeerProcess] = []
+        let started = PeerBag()
         defer {
-            for peer in peers {
-                peer.signal(SIGKILL)
-                _ = peer.waitExit(timeout: 2)
-            }
+            started.stopAll()
             _ = capture.stop()
         }
-
-        let server = try startServer(in: topology)
-        peers.append(server)
-        let client = try PeerProcess(
-            executable: peerExecutable, netnsPath: topology.a.path,
-            config: PeerConfig(role: .client, address: Self.serverAddress, port: spec.port,
-                               policy: spec.clientPolicy, workload: spec.workload))
-        peers.append(client)
-        guard let ready = client.waitFor(.ready, timeout: 5) else {
-            throw TrialError(message: "client in \(topology.a.name) never became ready: \(client.events.last.map { "\($0.kind.rawValue) \($0.detail ?? "")" } ?? "no events") \(client.stderrText)")
-        }
+        let peers: any RunningPeers = usesApps ? try ProgramPeers(self, in: topology, started: started)
+            : try BuiltInPeers(self, in: topology, started: started)
         gate?.leave()
         onReady?()
-        Self.sleep(until: ready.t + spec.faultDelay)
+        Self.sleep(until: peers.tReady + spec.faultDelay)
 
-        client.send(command: "snapshot")
-        let atFault = client.waitFor(.tcpInfo, timeout: 1)?.tcpInfo
+        try peers.armForFault(in: topology)
         let tFault = PeerEvent.now()
-        var notes: [String] = []
-        try HostFault.inject(spec.fault, topology: topology, signalServer: { server.signal($0) }, signalClient: nil)
-        try network.inject(at: tFault)
-
-        var tBack: Double?
-        var detection: PeerEvent?
-        let detectionKinds: Set<String> = ["error", "closed", "heartbeat_timeout"]
+        try network.inject(at: tFault, peers: peers)
         let end = tFault + spec.deadline
-        while detection == nil && PeerEvent.now() < end {
-            var rebootAt: Double?
-            if case .reboot(let downtime) = spec.fault, tBack == nil {
-                if PeerEvent.now() >= tFault + downtime {
-                    try topology.rebootB()
-                    peers.append(try startServer(in: topology))
-                    tBack = PeerEvent.now()
-                    notes.append("B rebooted \(Self.format(tBack! - tFault)) s after the crash: new namespace \(topology.b.name), same IP and MAC, fresh server")
-                } else {
-                    rebootAt = tFault + downtime
-                }
-            }
-            if try network.tick(client: client) { break }
-            // Block until the next thing that can happen: a client event, the reboot, R's next
-            // step, or the deadline. Under UML time-travel a periodic wakeup would crawl the clock.
-            let wakeAt = [end, rebootAt, network.nextDeadline].compactMap { $0 }.min()!
-            let event = client.waitForAny(detectionKinds.union(network.awaitedClientEvents), until: wakeAt)
-            if let event, detectionKinds.contains(event.kind.rawValue) { detection = event }
-            // A client gone without a word makes every wait return at once: sleep instead of spinning.
-            if event == nil && client.outputEnded { Self.sleep(until: wakeAt) }
+        while PeerEvent.now() < end {
+            if try network.step(peers: peers) { break }
+            // Block until the next thing that can happen: an event from the detecting peer, the
+            // fault's next step (B's reboot, R's heal, the nat-idle send), or the deadline. Under
+            // UML time-travel a periodic wakeup would crawl the clock.
+            let wakeAt = [end, network.nextDeadline].compactMap { $0 }.min()!
+            let detected = peers.awaitVerdict(until: wakeAt, answerAfter: network.awaitsAnswer ? network.report.sendAt : nil)
+            network.observeAnswer(peers: peers)
+            if detected { break }
         }
-        var atDetection: PeerTCPInfo?
-        if let detection {
-            // The peer snapshots TCP_INFO right before reporting the error (the error carries the
-            // earlier instant its poll returned): the last snapshot before it in the event order.
-            let events = client.events
-            let upTo = events.lastIndex(of: detection) ?? events.endIndex
-            atDetection = events[..<upTo].last(where: { $0.kind == .tcpInfo && $0.t > tFault })?.tcpInfo
-            Self.sleep(until: detection.t + Self.tail)
-        }
-        let networkReport = network.finish(client: client, server: server)
+        peers.settle(in: topology, tFault: tFault)
+        let networkReport = network.finish(peers: peers)
         let packets = capture.stop()
+        var notes = network.notes
         if let error = capture.readError { notes.append("capture: \(error)") }
         if let error = capture.fileError { notes.append(PacketCapture.notKeptNote(error)) }
         if capture.droppedFrames > 0 { notes.append("capture: the kernel dropped \(capture.droppedFrames) frame(s) (capture ring full): the wire record is incomplete") }
-
-        let clientPort = client.events.first(where: { $0.kind == .connected })?.local
-            .flatMap { $0.split(separator: ":").last }.flatMap { UInt16($0) } ?? 0
-        let segments = SegmentClassifier.classify(packets, client: (Self.clientAddress, clientPort),
+        let segments = SegmentClassifier.classify(packets, client: (Self.clientAddress, peers.clientPort),
                                                   server: (Self.serverAddress, spec.port))
-        return TrialAnalysis(spec: spec, tFault: tFault, tBack: tBack, detection: detection,
-                             clientEvents: client.events, segments: segments, network: networkReport)
-            .result(pcap: capture.keptFile ? pcapPath : nil, atFault: atFault, atDetection: atDetection, notes: notes, backend: backend)
-    }
-
-    private func startServer(in topology: Topology) throws -> PeerProcess {
-        let server = try PeerProcess(
-            executable: peerExecutable, netnsPath: topology.b.path,
-            config: PeerConfig(role: .server, address: Self.serverAddress, port: spec.port,
-                               policy: spec.serverPolicy, workload: spec.workload))
-        guard server.waitFor(.listening, timeout: 5) != nil else {
-            throw TrialError(message: "server in \(topology.b.name) never listened: \(server.stderrText)")
-        }
-        return server
+        return peers.result(self, TrialWire(tFault: tFault, tBack: network.tBack, segments: segments, network: networkReport,
+                                            notes: notes, pcap: capture.keptFile ? pcapPath : nil))
     }
 
     /// The trial's topology, A's and B's sysctls set, and R's impairment engine and NAT role in
     /// place before any traffic (conntrack must see the SYN); torn down again if a step fails.
-    func prepareNetwork() throws -> (Topology, NetworkFaultDriver) {
+    func prepareNetwork() throws -> (Topology, FaultDriver) {
         let topology = try Topology.build(id: id)
         do {
             for ns in [topology.a, topology.b] {
@@ -168,7 +121,7 @@ public struct Trial: Sendable {
                     }
                 }
             }
-            let network = NetworkFaultDriver(spec: spec, topology: topology)
+            let network = FaultDriver(spec: spec, topology: topology)
             try network.prepare()
             return (topology, network)
         } catch {
@@ -212,4 +165,43 @@ public struct Trial: Sendable {
     }
 
     static func format(_ value: Double) -> String { String(format: "%.3f", value) }
+}
+
+/// A trial's two peers once started, whichever kind they are; the fault side reaches them through
+/// TrialPeers, the runner through the rest.
+protocol RunningPeers: TrialPeers {
+    /// When the first exchange was done: the fault delay starts here.
+    var tReady: Double { get }
+    /// Just before the fault: the detecting socket's state, and the watch on it.
+    func armForFault(in topology: Topology) throws
+    /// Blocks until `wakeAt` or something from the detecting peer (with `sent`, also the answer to
+    /// the nat-idle request sent then); true once it has noticed.
+    func awaitVerdict(until wakeAt: Double, answerAfter sent: Double?) -> Bool
+    /// After the wait, before R's story and the capture end: the verdict's details, the tail.
+    func settle(in topology: Topology, tFault: Double)
+    /// The client's port of the connection (the capture's classification needs it).
+    var clientPort: UInt16 { get }
+    /// The result from what the peers saw and `wire`.
+    func result(_ trial: Trial, _ wire: TrialWire) -> TrialResult
+}
+
+/// What the runner hands the peers for the result: the fault instants, the wire, R's story.
+struct TrialWire {
+    var tFault: Double
+    var tBack: Double?
+    var segments: [ClassifiedSegment]
+    var network: NetworkFaultReport
+    /// The fault's and the capture's notes.
+    var notes: [String]
+    var pcap: String?
+}
+
+/// How to stop every process a trial started, in reverse order, at its end (also on failure).
+final class PeerBag {
+    private var stops: [() -> Void] = []
+    func add(_ stop: @escaping () -> Void) { stops.append(stop) }
+    func stopAll() {
+        for stop in stops.reversed() { stop() }
+        stops = []
+    }
 }

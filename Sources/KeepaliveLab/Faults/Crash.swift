@@ -1,0 +1,41 @@
+import Glibc
+import KeepaliveNet
+
+/// `crash`: B's host dies silently: its cable is cut, then the server is killed. Nothing from B again.
+struct CrashFault: BareFaultKind {
+    static let bare = BareFault(name: "crash", value: .crash, site: .peerHost,
+                                help: "B's host dies silently (cable cut, server killed); nothing from B again",
+                                phrase: "B crashed (silent: nothing sent)")
+    func inject(_ driver: FaultDriver, peers: any TrialPeers) throws { try HostDown.crashB(driver.topology, peers: peers) }
+    func expectedEnd(_ spec: TrialSpec) -> [(Double, String)] { HostDown.expectedEnd(spec) { .keepalive($0, userTimeoutMs: $1) } }
+}
+
+/// What the faults that take B's host down share: how B dies, and what ends the trial.
+enum HostDown {
+    static func crashB(_ topology: Topology, peers: any TrialPeers) throws {
+        try topology.cutB()
+        peers.signalServer(SIGKILL)
+    }
+
+    /// An idle connection: A's keepalive (the formula counts from A's last reception, the first
+    /// exchange, fault delay earlier); with traffic: TCP_USER_TIMEOUT; either way a heartbeat.
+    /// `keepalive`: the kernel's formula for the client's keepalive and TCP_USER_TIMEOUT.
+    static func expectedEnd(_ spec: TrialSpec, keepalive: (KeepaliveSetting, UInt32?) -> Expectation) -> [(Double, String)] {
+        let tail = Trial.tail
+        var candidates: [(Double, String)] = []
+        if spec.workload == .idle, let k = spec.effectiveClientKeepalive {
+            let e = keepalive(k, spec.clientPolicy.userTimeoutMs)
+            candidates.append((max(0, e.seconds - spec.faultDelay) + tail, e.formula))
+        }
+        if spec.workload != .idle, let u = spec.clientPolicy.userTimeoutMs, u > 0 {
+            candidates.append((Double(u) / 1000 + 0.2 + tail, Expectation.userTimeout(ms: u).formula))
+        }
+        return candidates + heartbeat(spec)
+    }
+
+    /// The client's application heartbeat gives up `interval + timeout` after the fault.
+    static func heartbeat(_ spec: TrialSpec) -> [(Double, String)] {
+        guard let h = spec.clientPolicy.heartbeat else { return [] }
+        return [(h.interval + h.timeout + Trial.tail, Expectation.heartbeat(h).formula)]
+    }
+}
