@@ -93,7 +93,7 @@ struct GuestFanOut {
             FileHandle.standardError.write(Data("keepalive-lab: \(failures.joined(separator: "; "))\n".utf8))
             throw ExitCode(1)
         }
-        if outcome.failedExpectations > 0 { throw ExitCode(1) }
+        if outcome.failed { throw ExitCode(1) }
     }
 }
 
