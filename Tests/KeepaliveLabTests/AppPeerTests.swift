@@ -74,7 +74,7 @@ struct AppPeerTests {
         #expect(app.settings?.keepIdle == 2 && app.settings?.keepIntvl == 1 && app.settings?.keepCnt == 3)
         #expect(r.errno == "ETIMEDOUT")
         let since = try #require(r.sinceLastRxS)
-        #expect(Expectation.keepalive(k, userTimeoutMs: nil).accepts(since), "since last rx \(since) s")
+        #expect(Expectation.keepalive(k, userTimeoutMs: nil, hz: KernelHz.current).accepts(since), "since last rx \(since) s")
         #expect(r.withinTolerance == true)
         #expect(r.probesSent == 3 && r.probeReplies == 0)
     }

@@ -180,4 +180,18 @@ struct KernelTimerModelTests {
         print("CONFIG_HZ of the running kernel: \(hz.map(String.init) ?? "unknown")")
         if exists { #expect(hz.map { [100, 250, 300, 1000].contains($0) } == true) }
     }
+
+    /// The model's inputs are values: an expectation is made for the HZ it is given and judges a
+    /// measurement the same on every machine that reads it (no environment inside the model).
+    @Test func expectationsCarryTheirHzAndJudgeAlikeEverywhere() {
+        let h = HeartbeatSetting(interval: 1, timeout: 3)
+        // HZ 100 (Debian's UML): a tick of 10 ms either side; HZ 250 or unknown: none.
+        #expect(Expectation.heartbeat(h, hz: 100).accepts(2.99))
+        #expect(!Expectation.heartbeat(h, hz: 250).accepts(2.99))
+        #expect(!Expectation.heartbeat(h).accepts(2.99))
+        let k = KeepaliveSetting(idle: 2, interval: 1, count: 3)
+        #expect(Expectation.keepalive(k, userTimeoutMs: nil, hz: nil).events == nil, "no HZ, no per-event windows")
+        #expect(Expectation.keepalive(k, userTimeoutMs: nil, hz: 250).events?.count == 4, "3 probes and the abort")
+        #expect(KernelConstants.rtoMinJiffies(hz: 250) == 50 && KernelConstants.rtoMinJiffies(hz: 1000) == 200)
+    }
 }

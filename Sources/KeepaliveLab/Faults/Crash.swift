@@ -7,7 +7,7 @@ struct CrashFault: BareFaultKind {
                                 help: "B's host dies silently (cable cut, server killed); nothing from B again",
                                 phrase: "B crashed (silent: nothing sent)")
     func inject(_ driver: FaultDriver, peers: any TrialPeers) throws { try HostDown.crashB(driver.topology, peers: peers) }
-    func expectedEnd(_ spec: TrialSpec) -> [(Double, String)] { HostDown.expectedEnd(spec) { .keepalive($0, userTimeoutMs: $1) } }
+    func expectedEnd(_ spec: TrialSpec) -> [(Double, String)] { HostDown.expectedEnd(spec) { .keepalive($0, userTimeoutMs: $1, hz: nil) } }
 }
 
 /// What the faults that take B's host down share: how B dies, and what ends the trial.
@@ -19,7 +19,8 @@ enum HostDown {
 
     /// An idle connection: A's keepalive (the formula counts from A's last reception, the first
     /// exchange, fault delay earlier); with traffic: TCP_USER_TIMEOUT; either way a heartbeat.
-    /// `keepalive`: the kernel's formula for the client's keepalive and TCP_USER_TIMEOUT.
+    /// `keepalive`: the kernel's formula for the client's keepalive and TCP_USER_TIMEOUT (seconds
+    /// and formula only: no HZ, no per-event windows).
     static func expectedEnd(_ spec: TrialSpec, keepalive: (KeepaliveSetting, UInt32?) -> Expectation) -> [(Double, String)] {
         let tail = Trial.tail
         var candidates: [(Double, String)] = []
@@ -28,7 +29,7 @@ enum HostDown {
             candidates.append((max(0, e.seconds - spec.faultDelay) + tail, e.formula))
         }
         if spec.workload != .idle, let u = spec.clientPolicy.userTimeoutMs, u > 0 {
-            candidates.append((Double(u) / 1000 + 0.2 + tail, Expectation.userTimeout(ms: u).formula))
+            candidates.append((Double(u) / 1000 + 0.2 + tail, Expectation.userTimeout(ms: u, hz: nil).formula))
         }
         return candidates + heartbeat(spec)
     }

@@ -20,6 +20,6 @@ struct CrashICMPFault: BareFaultKind {
     }
 
     func expectedEnd(_ spec: TrialSpec) -> [(Double, String)] {
-        HostDown.expectedEnd(spec) { .keepalive($0, userTimeoutMs: $1) }
+        HostDown.expectedEnd(spec) { .keepalive($0, userTimeoutMs: $1, hz: nil) }
     }
 }

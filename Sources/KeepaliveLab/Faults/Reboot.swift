@@ -45,6 +45,6 @@ struct RebootFault: FaultKind {
 
     /// The kernel's formula for a peer that is back, with no state, `downtime` after the crash.
     func expectedEnd(_ spec: TrialSpec) -> [(Double, String)] {
-        HostDown.expectedEnd(spec) { k, _ in .keepaliveAfterReboot(k, backAfter: spec.faultDelay + downtime) }
+        HostDown.expectedEnd(spec) { k, _ in .keepaliveAfterReboot(k, backAfter: spec.faultDelay + downtime, hz: nil) }
     }
 }

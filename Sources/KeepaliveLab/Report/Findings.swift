@@ -159,7 +159,7 @@ public enum Findings {
         }
         text += ": ECONNRESET \(fmtSeconds(latency)) s after the fault" + (rs.count > 1 ? " (median)" : "")
         if let k = spec.effectiveClientKeepalive {
-            let silent = Expectation.keepalive(k, userTimeoutMs: spec.clientPolicy.userTimeoutMs)
+            let silent = Expectation.keepaliveFormula(k, userTimeoutMs: spec.clientPolicy.userTimeoutMs)
             let anchors = rs.compactMap { $0.marks.lastReceived }
             if let a = ReportStats.median(anchors) {
                 let wouldBe = a + silent.seconds

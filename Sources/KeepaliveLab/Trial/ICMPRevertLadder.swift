@@ -20,7 +20,7 @@ public enum ICMPRevertLadder {
     public static func events(userTimeoutMs u: UInt32, hz: Int, retransmissions: [Double], answered: [Bool]) -> [ExpectedEvent] {
         guard hz > 0, let first = retransmissions.first, first == 0 else { return [] }
         let tick = 1 / Double(hz)
-        let rtoMin = UInt64(hz / 5)
+        let rtoMin = KernelConstants.rtoMinJiffies(hz: hz)
         let uSeconds = Double(u) / 1000
         var events = [ExpectedEvent(kind: .retransmission, index: 1, expected: 0, earliest: 0, latest: 0)]
         var backoff = 0

@@ -33,19 +33,20 @@ public struct Expectation: Codable, Sendable, Equatable {
     /// formula's figure with 4 ms + 12.5 % (and a coarse tick either way).
     public func accepts(_ measured: Double) -> Bool {
         if let abort = abortEvent { return abort.contains(measured) }
-        return measured >= seconds - 0.004 - Self.coarseTick && measured <= seconds + Self.tolerance(for: seconds) + Self.coarseTick
+        return measured >= seconds - 0.004 - coarseTick && measured <= seconds + Self.tolerance(for: seconds) + coarseTick
     }
 
     /// One tick of a kernel whose clock is coarser than the 4 ms above covers (UML: HZ=100, 10 ms):
     /// the kernel counts the idle time in ticks, so a timer may fire up to a tick early as seen
-    /// from packet timestamps (and a tick late beyond the wheel's own slack). 0 on the host.
-    static var coarseTick: Double {
-        guard let hz = ExecutionEnvironment.kernelHz, hz > 0, hz < 250 else { return 0 }
+    /// from packet timestamps (and a tick late beyond the wheel's own slack). From the HZ the
+    /// expectation was made for, never from the machine reading it; 0 without one.
+    var coarseTick: Double {
+        guard let hz, hz > 0, hz < 250 else { return 0 }
         return 1.0 / Double(hz)
     }
 
     /// Keepalive on an idle connection with a silent peer.
-    public static func keepalive(_ k: KeepaliveSetting, userTimeoutMs: UInt32?, hz: Int? = KernelHz.current) -> Expectation {
+    public static func keepalive(_ k: KeepaliveSetting, userTimeoutMs: UInt32?, hz: Int?) -> Expectation {
         var e = keepaliveFormula(k, userTimeoutMs: userTimeoutMs)
         if let hz, hz > 0 {
             e.hz = hz
@@ -70,7 +71,7 @@ public struct Expectation: Codable, Sendable, Equatable {
 
     /// A rebooted peer answers the first probe after it is back with RST.
     /// `backAfter` is the time from the last reception to B's return.
-    public static func keepaliveAfterReboot(_ k: KeepaliveSetting, backAfter: Double, hz: Int? = KernelHz.current) -> Expectation {
+    public static func keepaliveAfterReboot(_ k: KeepaliveSetting, backAfter: Double, hz: Int?) -> Expectation {
         let firstProbe = Double(k.idle)
         let index = max(0, ((backAfter - firstProbe) / Double(k.interval)).rounded(.up))
         guard index < Double(k.count) else { return keepalive(k, userTimeoutMs: nil, hz: hz) }
@@ -87,7 +88,7 @@ public struct Expectation: Codable, Sendable, Equatable {
     /// Retransmissions of unacknowledged data, capped by TCP_USER_TIMEOUT. The kernel counts from
     /// the first timer-driven retransmission (retrans_stamp); a tail-loss probe before it does not
     /// start the clock.
-    public static func userTimeout(ms: UInt32, hz: Int? = KernelHz.current) -> Expectation {
+    public static func userTimeout(ms: UInt32, hz: Int?) -> Expectation {
         var e = Expectation(anchor: .firstTimeoutRetransmission, seconds: Double(ms) / 1000,
                             formula: "TCP_USER_TIMEOUT = \(ms) ms after A's first timer-driven retransmission")
         if let hz, hz > 0 {
@@ -102,8 +103,8 @@ public struct Expectation: Codable, Sendable, Equatable {
     /// From A's first timer-driven retransmission (retrans_stamp, the clock tcp_write_timeout()
     /// checks): a stream into a dead peer keeps sending after the fault, so its first unacknowledged
     /// segment is no anchor.
-    public static func retransmissionTimeoutFromFirstRetransmission(retries2: Int = 15, hz: Int) -> Expectation {
-        let ms = KernelTimerModel.modelTimeoutMs(boundary: retries2, rtoBase: UInt64(hz / 5), hz: hz)
+    public static func retransmissionTimeoutFromFirstRetransmission(retries2: Int = KernelConstants.tcpRetries2Default, hz: Int) -> Expectation {
+        let ms = KernelTimerModel.modelTimeoutMs(boundary: retries2, rtoBase: KernelConstants.rtoMinJiffies(hz: hz), hz: hz)
         let events = KernelTimerModel.retransmissionsFromFirstRetransmission(retries2: retries2, hz: hz)
         return Expectation(anchor: .firstTimeoutRetransmission, seconds: events.last?.expected ?? Double(ms) / 1000,
                            formula: "tcp_retries2 = \(retries2): tcp_model_timeout = \(ms) ms after A's first timer-driven retransmission, "
@@ -111,8 +112,8 @@ public struct Expectation: Codable, Sendable, Equatable {
                            events: events, hz: hz)
     }
 
-    public static func retransmissionTimeout(retries2: Int = 15, hz: Int) -> Expectation {
-        let rtoMin = UInt64(hz / 5)
+    public static func retransmissionTimeout(retries2: Int = KernelConstants.tcpRetries2Default, hz: Int) -> Expectation {
+        let rtoMin = KernelConstants.rtoMinJiffies(hz: hz)
         let ms = KernelTimerModel.modelTimeoutMs(boundary: retries2, rtoBase: rtoMin, hz: hz)
         let events = KernelTimerModel.retransmissions(retries2: retries2, hz: hz)
         return Expectation(anchor: .oldestUnacked, seconds: events.last?.expected ?? Double(ms) / 1000,
@@ -120,8 +121,9 @@ public struct Expectation: Codable, Sendable, Equatable {
                            events: events, hz: hz)
     }
 
-    public static func heartbeat(_ h: HeartbeatSetting) -> Expectation {
+    /// `hz`: the kernel's, for the coarse tick its poll timeouts round to (no per-event model).
+    public static func heartbeat(_ h: HeartbeatSetting, hz: Int? = nil) -> Expectation {
         Expectation(anchor: .firstUnansweredHeartbeat, seconds: h.timeout,
-                    formula: "heartbeat timeout \(h.timeout) s after the first unanswered heartbeat")
+                    formula: "heartbeat timeout \(h.timeout) s after the first unanswered heartbeat", hz: hz)
     }
 }

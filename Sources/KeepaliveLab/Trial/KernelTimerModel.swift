@@ -164,9 +164,9 @@ public enum KernelTimerModel {
     /// for the head of the retransmission queue undoes one backoff step and re-arms with the
     /// smaller RTO, so with ICMP errors (crash-icmp) retransmissions come faster than this ladder
     /// (the abort check is unchanged, still from retrans_stamp).
-    public static func retransmissions(retries2: Int = 15, hz: Int, tailLossProbe: Bool = true,
+    public static func retransmissions(retries2: Int = KernelConstants.tcpRetries2Default, hz: Int, tailLossProbe: Bool = true,
                                        jitter: UInt64 = hostJitter) -> [ExpectedEvent] {
-        let rtoMin = UInt64(hz / 5)
+        let rtoMin = KernelConstants.rtoMinJiffies(hz: hz)
         let timeoutMs = modelTimeoutMs(boundary: retries2, rtoBase: rtoMin, hz: hz)
         let runs = [rtoMin, rtoMin + 1].map {
             ladder(initialRto: $0, timeoutMs: timeoutMs, userTimeoutMs: nil, tailLossProbe: tailLossProbe, hz: hz, jitter: jitter)
@@ -179,9 +179,9 @@ public enum KernelTimerModel {
     /// retransmission timers with every new segment, so the original send is no anchor). The
     /// initial RTO is `srtt + rttvar` ≥ TCP_RTO_MIN: every RTO up to TCP_RTO_MIN + 50 ms is
     /// modelled, as for TCP_USER_TIMEOUT.
-    public static func retransmissionsFromFirstRetransmission(retries2: Int = 15, hz: Int,
+    public static func retransmissionsFromFirstRetransmission(retries2: Int = KernelConstants.tcpRetries2Default, hz: Int,
                                                               jitter: UInt64 = hostJitter) -> [ExpectedEvent] {
-        let rtoMin = UInt64(hz / 5)
+        let rtoMin = KernelConstants.rtoMinJiffies(hz: hz)
         let timeoutMs = modelTimeoutMs(boundary: retries2, rtoBase: rtoMin, hz: hz)
         let runs = (rtoMin ... rtoMin + UInt64(max(1, hz / 20))).map {
             ladder(initialRto: $0, timeoutMs: timeoutMs, userTimeoutMs: nil, tailLossProbe: false, hz: hz, jitter: jitter,
@@ -198,7 +198,7 @@ public enum KernelTimerModel {
     /// modelled (pass `initialRto` in jiffies when TCP_INFO told it).
     public static func userTimeout(ms: UInt32, hz: Int, initialRto: ClosedRange<UInt64>? = nil,
                                    jitter: UInt64 = hostJitter) -> [ExpectedEvent] {
-        let rtoMin = UInt64(hz / 5)
+        let rtoMin = KernelConstants.rtoMinJiffies(hz: hz)
         let rtos = initialRto ?? rtoMin ... rtoMin + UInt64(max(1, hz / 20))
         let runs = rtos.map {
             ladder(initialRto: $0, timeoutMs: UInt64(ms), userTimeoutMs: UInt64(ms), tailLossProbe: false,

@@ -10,6 +10,9 @@ struct TrialAnalysis {
     let segments: [ClassifiedSegment]
     /// What R did (impairment engine, NAT state) for the network faults.
     var network = NetworkFaultReport()
+    /// CONFIG_HZ of the kernel under test: the timer model's one machine input, read here once
+    /// (the model itself takes it as an argument; nil: unknown, formulas without per-event windows).
+    var hz: Int? = KernelHz.current
 
     var tDetect: Double? { detection?.t }
 
@@ -86,41 +89,41 @@ struct TrialAnalysis {
         case .natIdle:
             // Data sent into an expired entry is retransmitted into the void until TCP_USER_TIMEOUT.
             if let u = policy.userTimeoutMs, u > 0, firstTimeoutRetransmission != nil {
-                candidates.append(.userTimeout(ms: u))
+                candidates.append(.userTimeout(ms: u, hz: hz))
             }
         case .partition(let seconds, _):
             // Keepalive gives up during the partition only if its last probe falls inside it.
             if spec.workload == .idle, let k = spec.effectiveClientKeepalive, let last = lastReceived {
-                let e = Expectation.keepalive(k, userTimeoutMs: policy.userTimeoutMs)
+                let e = Expectation.keepalive(k, userTimeoutMs: policy.userTimeoutMs, hz: hz)
                 if last + e.seconds < tFault + seconds { candidates.append(e) }
             }
         case .crash, .crashICMP, .reboot:
             if spec.workload == .idle, let k = spec.effectiveClientKeepalive {
                 if case .reboot = spec.fault, let back = tBack, let last = lastReceived {
-                    candidates.append(.keepaliveAfterReboot(k, backAfter: back - last))
+                    candidates.append(.keepaliveAfterReboot(k, backAfter: back - last, hz: hz))
                 } else {
-                    candidates.append(.keepalive(k, userTimeoutMs: policy.userTimeoutMs))
+                    candidates.append(.keepalive(k, userTimeoutMs: policy.userTimeoutMs, hz: hz))
                 }
             }
             if spec.workload != .idle, let u = policy.userTimeoutMs, u > 0, let first = firstTimeoutRetransmission {
-                if spec.fault == .crashICMP, let hz = KernelHz.current, hz > 0 {
+                if spec.fault == .crashICMP, let hz, hz > 0 {
                     candidates.append(icmpRevertExpectation(userTimeoutMs: u, hz: hz, firstRetransmission: first))
                 } else {
-                    candidates.append(.userTimeout(ms: u))
+                    candidates.append(.userTimeout(ms: u, hz: hz))
                 }
             }
             // Without TCP_USER_TIMEOUT, tcp_retries2 ends the retransmissions to a silent peer (an
             // ICMP error changes the ladder: RFC 6069, not modelled; a rebooted B resets instead).
             if spec.workload != .idle, spec.fault == .crash, (policy.userTimeoutMs ?? 0) == 0, firstTimeoutRetransmission != nil,
-               let hz = KernelHz.current, hz > 0 {
-                let retries2 = spec.sysctls["net.ipv4.tcp_retries2"].flatMap { Int($0) } ?? 15
+               let hz, hz > 0 {
+                let retries2 = spec.sysctls["net.ipv4.tcp_retries2"].flatMap { Int($0) } ?? KernelConstants.tcpRetries2Default
                 candidates.append(.retransmissionTimeoutFromFirstRetransmission(retries2: retries2, hz: hz))
             }
             if let h = policy.heartbeat {
-                candidates.append(.heartbeat(h))
+                candidates.append(.heartbeat(h, hz: hz))
             }
         case .freeze:
-            if let h = policy.heartbeat { candidates.append(.heartbeat(h)) }
+            if let h = policy.heartbeat { candidates.append(.heartbeat(h, hz: hz)) }
         }
         return candidates.min { a, b in
             (instant(of: a.anchor) ?? .infinity) + a.seconds < (instant(of: b.anchor) ?? .infinity) + b.seconds
