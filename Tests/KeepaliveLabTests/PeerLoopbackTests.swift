@@ -18,7 +18,7 @@ struct PeerLoopbackTests {
         for _ in 0..<5 {
             let port = UInt16.random(in: 20000..<60000)
             let server = try spawn(.server, port: port)
-            guard server.waitForAny(["listening", "closed"], timeout: 5)?.kind == .listening else {
+            guard server.waitForAny([.listening, .closed], timeout: 5)?.kind == .listening else {
                 _ = server.waitExit(timeout: 2)
                 if server.events.contains(where: { $0.errnoName == "EADDRINUSE" }) { continue }
                 throw PeerTestError("server did not listen: \(server.events) \(server.stderrText)")
@@ -104,7 +104,7 @@ struct PeerLoopbackTests {
         let pair = try startPair()
         pair.server.signal(SIGKILL)
         #expect(pair.server.waitExit(timeout: 2) == 128 + SIGKILL)
-        let event = try #require(pair.client.waitForAny(["closed", "error"], timeout: 3))
+        let event = try #require(pair.client.waitForAny([.closed, .error], timeout: 3))
         let seen = event.kind == .closed ? event.detail : event.errnoName
         #expect(seen == "eof" || seen == "ECONNRESET", "client saw \(event)")
         #expect(pair.client.waitExit(timeout: 2) == 0)

@@ -151,21 +151,17 @@ public final class PeerProcess: @unchecked Sendable {
 
     /// The earliest event of `kind` not yet returned by a wait, waiting up to `timeout` seconds.
     /// Returns nil on timeout or when the peer's stdout closed without one.
-    public func waitFor(_ kind: String, timeout: Double) -> PeerEvent? {
+    public func waitFor(_ kind: PeerEvent.Kind, timeout: Double) -> PeerEvent? {
         waitForAny([kind], timeout: timeout)
     }
 
-    public func waitFor(_ kind: PeerEvent.Kind, timeout: Double) -> PeerEvent? {
-        waitForAny([kind.rawValue], timeout: timeout)
-    }
-
     /// Like `waitFor`, for the earliest unreturned event whose kind is in `kinds`.
-    public func waitForAny(_ kinds: Set<String>, timeout: Double) -> PeerEvent? {
-        state.take(where: { kinds.contains($0.kind.rawValue) }, until: Date(timeIntervalSinceNow: timeout))
+    public func waitForAny(_ kinds: Set<PeerEvent.Kind>, timeout: Double) -> PeerEvent? {
+        state.take(where: { kinds.contains($0.kind) }, until: Date(timeIntervalSinceNow: timeout))
     }
 
     /// Like `waitForAny(_:timeout:)`, until `deadline` on the events' clock (`PeerEvent.now()`).
-    public func waitForAny(_ kinds: Set<String>, until deadline: Double) -> PeerEvent? {
+    public func waitForAny(_ kinds: Set<PeerEvent.Kind>, until deadline: Double) -> PeerEvent? {
         waitForAny(kinds, timeout: deadline - PeerEvent.now())
     }
 

@@ -13,7 +13,7 @@ final class BuiltInPeers: RunningPeers {
     private var atFault: PeerTCPInfo?
     private var atDetection: PeerTCPInfo?
     private(set) var detection: PeerEvent?
-    static let detectionKinds: Set<String> = ["error", "closed", "heartbeat_timeout"]
+    static let detectionKinds: Set<PeerEvent.Kind> = [.error, .closed, .heartbeatTimeout]
 
     /// Starts the server in B and the client in A; every process goes into `started` (killed at the end).
     init(_ trial: Trial, in topology: Topology, started: PeerBag) throws {
@@ -50,9 +50,9 @@ final class BuiltInPeers: RunningPeers {
     }
 
     func awaitVerdict(until wakeAt: Double, answerAfter sent: Double?) -> Bool {
-        let awaited: Set<String> = sent != nil ? [PeerEvent.Kind.received.rawValue] : []
+        let awaited: Set<PeerEvent.Kind> = sent != nil ? [.received] : []
         let event = client.waitForAny(Self.detectionKinds.union(awaited), until: wakeAt)
-        if let event, Self.detectionKinds.contains(event.kind.rawValue) { detection = event }
+        if let event, Self.detectionKinds.contains(event.kind) { detection = event }
         // A client gone without a word makes every wait return at once: sleep instead of spinning.
         if event == nil && client.outputEnded { Trial.sleep(until: wakeAt) }
         return detection != nil
