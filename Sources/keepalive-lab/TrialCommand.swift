@@ -33,11 +33,13 @@ struct TrialCommand: ParsableCommand {
     @Option(help: "Server TCP_USER_TIMEOUT in milliseconds.")
     var serverUserTimeout: UInt32?
 
-    @Option(help: "idle | rr:SECONDS | stream")
-    var workload: String = "idle"
+    // Parsed by the same types as lab files, so a bad value gets the same error (field, value, range).
+    @Option(help: "idle | rr:SECONDS | stream", transform: { try Workload(parsing: $0) })
+    var workload: Workload = .idle
 
-    @Option(help: ArgumentHelp("What happens at the fault instant. DIR is both (default), a2b or b2a.\n" + FaultKinds.help, valueName: "fault"))
-    var fault: String = "crash"
+    @Option(help: ArgumentHelp("What happens at the fault instant. DIR is both (default), a2b or b2a.\n" + FaultKinds.help, valueName: "fault"),
+            transform: { try Fault(parsing: $0) })
+    var fault: Fault = .crash
 
     @Option(name: .customLong("sysctl"), help: ArgumentHelp(
         "A per-namespace sysctl for A and B, e.g. net.ipv4.tcp_retries2=8 (repeatable; net.ipv4.tcp_* and net.netfilter.nf_conntrack_*).",
@@ -94,8 +96,8 @@ struct TrialCommand: ParsableCommand {
         var server = Policy(keepalive: try serverKeepalive.map(KeepaliveSetting.init(parsing:)),
                             userTimeoutMs: serverUserTimeout)
         if let serverApp { server.app = AppSpec(profile: serverApp) }
-        var spec = TrialSpec(clientPolicy: client, serverPolicy: server, workload: try Workload(parsing: workload),
-                             fault: try Fault(parsing: fault), deadline: deadline ?? 30, faultDelay: faultDelay,
+        var spec = TrialSpec(clientPolicy: client, serverPolicy: server, workload: workload,
+                             fault: fault, deadline: deadline ?? 30, faultDelay: faultDelay,
                              namespaceKeepalive: try namespaceKeepalive.map(KeepaliveSetting.init(parsing:)),
                              impairment: try network.engineChoice, seed: network.seed, silence: network.silence,
                              shape: network.shape, sysctls: try parsedSysctls())
