@@ -22,4 +22,6 @@ struct CrashICMPFault: BareFaultKind {
     func expectedEnd(_ spec: TrialSpec) -> [(Double, String)] {
         HostDown.expectedEnd(spec) { .keepalive($0, userTimeoutMs: $1, hz: nil) }
     }
+
+    func expectations(_ analysis: TrialAnalysis) -> [Expectation] { HostDown.expectations(analysis, rebooted: false, icmpAnswers: true) }
 }

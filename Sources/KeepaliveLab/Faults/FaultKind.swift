@@ -44,6 +44,10 @@ protocol FaultKind: Sendable {
     /// What ends a trial with this fault, in seconds after the fault, and why (TrialDuration takes
     /// the least; none: the deadline).
     func expectedEnd(_ spec: TrialSpec) -> [(Double, String)]
+    /// What the kernel (or the heartbeat) should do after this fault, from the trial's record: every
+    /// mechanism that applies gives a predicted instant (the analysis takes the earliest). None:
+    /// nothing should end the connection.
+    func expectations(_ analysis: TrialAnalysis) -> [Expectation]
     /// After the trial, before the analysis: what R and the peers can still tell.
     func finish(_ driver: FaultDriver, peers: any TrialPeers)
 }
@@ -73,6 +77,7 @@ extension FaultKind {
     func step(_ driver: FaultDriver, now: Double, peers: any TrialPeers) throws -> Bool { false }
     func nextDeadline(_ driver: FaultDriver) -> Double? { nil }
     func expectedEnd(_ spec: TrialSpec) -> [(Double, String)] { [] }
+    func expectations(_ analysis: TrialAnalysis) -> [Expectation] { [] }
     func finish(_ driver: FaultDriver, peers: any TrialPeers) {}
 
 }

@@ -76,6 +76,12 @@ struct NATIdleFault: FaultKind {
     }
 
     /// Probes that come before the entry expires keep it; a firewall that resets answers at once.
+    /// Data sent into an expired entry is retransmitted into the void until TCP_USER_TIMEOUT.
+    func expectations(_ a: TrialAnalysis) -> [Expectation] {
+        guard let u = a.spec.clientPolicy.userTimeoutMs, u > 0, a.firstTimeoutRetransmission != nil else { return [] }
+        return [.userTimeout(ms: u, hz: a.hz)]
+    }
+
     func expectedEnd(_ spec: TrialSpec) -> [(Double, String)] {
         let silence = spec.effectiveSilence ?? Double(2 * timeout)
         let tail = Trial.tail

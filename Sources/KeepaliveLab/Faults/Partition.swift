@@ -23,6 +23,13 @@ struct PartitionFault: RouterDropFault {
         driver.healed ? nil : driver.tFault.map { $0 + seconds }
     }
 
+    /// Keepalive gives up during the partition only if its last probe falls inside it.
+    func expectations(_ a: TrialAnalysis) -> [Expectation] {
+        guard a.spec.workload == .idle, let k = a.spec.effectiveClientKeepalive, let last = a.lastReceived else { return [] }
+        let e = Expectation.keepalive(k, userTimeoutMs: a.spec.clientPolicy.userTimeoutMs, hz: a.hz)
+        return last + e.seconds < a.tFault + seconds ? [e] : []
+    }
+
     func impairment(over baseline: Impairment) -> Impairment? { baseline.dropping(100, direction) }
     var text: String { "partition:\(Fault.format(seconds))\(direction.suffix)" }
     var reportPhrase: String {

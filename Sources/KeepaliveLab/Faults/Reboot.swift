@@ -47,4 +47,6 @@ struct RebootFault: FaultKind {
     func expectedEnd(_ spec: TrialSpec) -> [(Double, String)] {
         HostDown.expectedEnd(spec) { k, _ in .keepaliveAfterReboot(k, backAfter: spec.faultDelay + downtime, hz: nil) }
     }
+
+    func expectations(_ analysis: TrialAnalysis) -> [Expectation] { HostDown.expectations(analysis, rebooted: true, icmpAnswers: false) }
 }

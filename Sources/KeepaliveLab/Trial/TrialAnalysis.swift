@@ -51,16 +51,13 @@ struct TrialAnalysis {
                   let original = sent.first(where: { Int32(bitPattern: seg.seq &- $0.seq) >= 0
                       && Int32(bitPattern: seg.seq &- ($0.seq &+ UInt32($0.payloadLength))) < 0 })
             else { return false }
-            return seg.t - original.t >= Self.rtoMin
+            return seg.t - original.t >= KernelConstants.rtoMinSeconds
         }?.t
         let silenceStart = lastReceived ?? -.infinity
         return retransmission ?? segments.first(where: {
             $0.direction == .aToB && $0.kind == .windowProbe && $0.t > silenceStart && $0.t < before
         })?.t
     }
-
-    /// TCP_RTO_MIN.
-    static let rtoMin = 0.2
 
     /// The first heartbeat the server never answered.
     var firstUnansweredHeartbeat: Double? {
@@ -80,51 +77,7 @@ struct TrialAnalysis {
     /// What the kernel (or the heartbeat) should do, from the policy, workload and fault: every
     /// mechanism that applies gives a predicted instant, and the earliest one wins.
     var expectation: Expectation? {
-        var candidates: [Expectation] = []
-        let policy = spec.clientPolicy
-        switch spec.fault {
-        case .none, .kill, .loss, .crashClient:
-            // crash-client: the app trial analyses it as a crash seen from B (segments mirrored).
-            return nil
-        case .natIdle:
-            // Data sent into an expired entry is retransmitted into the void until TCP_USER_TIMEOUT.
-            if let u = policy.userTimeoutMs, u > 0, firstTimeoutRetransmission != nil {
-                candidates.append(.userTimeout(ms: u, hz: hz))
-            }
-        case .partition(let seconds, _):
-            // Keepalive gives up during the partition only if its last probe falls inside it.
-            if spec.workload == .idle, let k = spec.effectiveClientKeepalive, let last = lastReceived {
-                let e = Expectation.keepalive(k, userTimeoutMs: policy.userTimeoutMs, hz: hz)
-                if last + e.seconds < tFault + seconds { candidates.append(e) }
-            }
-        case .crash, .crashICMP, .reboot:
-            if spec.workload == .idle, let k = spec.effectiveClientKeepalive {
-                if case .reboot = spec.fault, let back = tBack, let last = lastReceived {
-                    candidates.append(.keepaliveAfterReboot(k, backAfter: back - last, hz: hz))
-                } else {
-                    candidates.append(.keepalive(k, userTimeoutMs: policy.userTimeoutMs, hz: hz))
-                }
-            }
-            if spec.workload != .idle, let u = policy.userTimeoutMs, u > 0, let first = firstTimeoutRetransmission {
-                if spec.fault == .crashICMP, let hz, hz > 0 {
-                    candidates.append(icmpRevertExpectation(userTimeoutMs: u, hz: hz, firstRetransmission: first))
-                } else {
-                    candidates.append(.userTimeout(ms: u, hz: hz))
-                }
-            }
-            // Without TCP_USER_TIMEOUT, tcp_retries2 ends the retransmissions to a silent peer (an
-            // ICMP error changes the ladder: RFC 6069, not modelled; a rebooted B resets instead).
-            if spec.workload != .idle, spec.fault == .crash, (policy.userTimeoutMs ?? 0) == 0, firstTimeoutRetransmission != nil,
-               let hz, hz > 0 {
-                let retries2 = spec.sysctls["net.ipv4.tcp_retries2"].flatMap { Int($0) } ?? KernelConstants.tcpRetries2Default
-                candidates.append(.retransmissionTimeoutFromFirstRetransmission(retries2: retries2, hz: hz))
-            }
-            if let h = policy.heartbeat {
-                candidates.append(.heartbeat(h, hz: hz))
-            }
-        case .freeze:
-            if let h = policy.heartbeat { candidates.append(.heartbeat(h, hz: hz)) }
-        }
+        let candidates = spec.fault.kind.expectations(self)
         return candidates.min { a, b in
             (instant(of: a.anchor) ?? .infinity) + a.seconds < (instant(of: b.anchor) ?? .infinity) + b.seconds
         }
