@@ -48,6 +48,10 @@ protocol FaultKind: Sendable {
     /// mechanism that applies gives a predicted instant (the analysis takes the earliest). None:
     /// nothing should end the connection.
     func expectations(_ analysis: TrialAnalysis) -> [Expectation]
+    /// What became of the segments only this fault explains, in the report's terms (where each one
+    /// went and why); TrialInference.paths has marked what every fault shares (segments to a dead
+    /// host, R's ICMP). `answers`: per timeline entry, whether a probe was answered (nil: no probe).
+    func markPaths(_ r: TrialResult, answers: [Bool?], paths: inout [TrialInference.SegmentPath])
     /// After the trial, before the analysis: what R and the peers can still tell.
     func finish(_ driver: FaultDriver, peers: any TrialPeers)
 }
@@ -78,6 +82,7 @@ extension FaultKind {
     func nextDeadline(_ driver: FaultDriver) -> Double? { nil }
     func expectedEnd(_ spec: TrialSpec) -> [(Double, String)] { [] }
     func expectations(_ analysis: TrialAnalysis) -> [Expectation] { [] }
+    func markPaths(_ r: TrialResult, answers: [Bool?], paths: inout [TrialInference.SegmentPath]) {}
     func finish(_ driver: FaultDriver, peers: any TrialPeers) {}
 
 }

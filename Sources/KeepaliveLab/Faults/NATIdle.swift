@@ -76,6 +76,20 @@ struct NATIdleFault: FaultKind {
     }
 
     /// Probes that come before the entry expires keep it; a firewall that resets answers at once.
+    /// Once R has forgotten the connection and the request got no answer, every A→B segment after
+    /// the entry was last seen stops at R as INVALID; in reset mode the RSTs "from B" are R's.
+    func markPaths(_ r: TrialResult, answers: [Bool?], paths: inout [TrialInference.SegmentPath]) {
+        let timeline = r.timeline
+        guard let after = r.forgottenAfter else { return }
+        for (i, e) in timeline.enumerated() where e.t > after && e.kind != .icmp {
+            if e.direction == .aToB {
+                paths[i] = (.droppedAtR, .invalidConnection(refused: mode == .reset))
+            } else if e.direction == .bToA, e.kind == .rst, mode == .reset {
+                paths[i] = (.fromR, .resetInBsName)
+            }
+        }
+    }
+
     /// Data sent into an expired entry is retransmitted into the void until TCP_USER_TIMEOUT.
     func expectations(_ a: TrialAnalysis) -> [Expectation] {
         guard let u = a.spec.clientPolicy.userTimeoutMs, u > 0, a.firstTimeoutRetransmission != nil else { return [] }

@@ -23,6 +23,37 @@ struct PartitionFault: RouterDropFault {
         driver.healed ? nil : driver.tFault.map { $0 + seconds }
     }
 
+    /// A→B segments from the fault to the heal are dropped at R (a2b, both); with b2a only, the
+    /// probes got through and their replies did not.
+    func markPaths(_ r: TrialResult, answers: [Bool?], paths: inout [TrialInference.SegmentPath]) {
+        let timeline = r.timeline
+        let end = r.marks.heal ?? seconds
+        var window: [Int] = []
+        for (i, e) in timeline.enumerated() where e.direction == .aToB && e.t >= 0 && e.t < end {
+            if answers[i] == true { continue }
+            if direction.includesA2B {
+                paths[i] = (.droppedAtR, .partitionDropped)
+                window.append(i)
+            } else if answers[i] == false {
+                paths[i] = (.through, .partitionReplyDropped)
+            }
+        }
+        // The drop rule takes effect a few ms after the fault instant (and the heal is stamped
+        // once it is done). When R counted fewer drops than segments drawn in the window, the
+        // earliest ones got through before the rule was in place — if they sit right at its start.
+        guard let count = r.impairmentDrops?["a2b"], count.dropped < window.count else { return }
+        let excess = window.count - count.dropped
+        let edge = 0.1
+        let early = window.prefix(excess)
+        if early.allSatisfy({ timeline[$0].t < edge }), !window.contains(where: { timeline[$0].t > end - edge }) {
+            for i in early { paths[i] = (.through, .beforeDropRule(dropped: count.dropped)) }
+        } else {
+            for i in window where timeline[i].t < edge || timeline[i].t > end - edge {
+                paths[i] = (.maybeLostAtR, .partitionEdge(dropped: count.dropped, segments: window.count))
+            }
+        }
+    }
+
     /// Keepalive gives up during the partition only if its last probe falls inside it.
     func expectations(_ a: TrialAnalysis) -> [Expectation] {
         guard a.spec.workload == .idle, let k = a.spec.effectiveClientKeepalive, let last = a.lastReceived else { return [] }

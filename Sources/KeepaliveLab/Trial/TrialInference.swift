@@ -6,6 +6,8 @@
 /// segment in the timeline reached R; what R did with it next comes from the fault and the marks —
 /// so runs recorded before this existed (`report DIR`) are read exactly like new ones.
 struct TrialInference {
+    /// Where a timeline segment went and why (nil: nothing to say).
+    typealias SegmentPath = (path: Path, why: Reason?)
     /// What became of a segment after R's link toward A, where it was captured.
     enum Path: Equatable {
         /// Through R to the other end, as far as the trial can tell.
@@ -206,82 +208,19 @@ struct TrialInference {
 
     // MARK: - Paths
 
-    /// Only what the trial shows:
-    /// - crash / reboot: A→B segments while B's host is down go nowhere.
-    /// - nat-idle: once R's conntrack has forgotten the connection (`conntrack_expired`) and the
-    ///   request got no answer, every A→B segment after the entry was last seen stops at R as
-    ///   INVALID; in reset mode the RSTs the capture shows coming "from B" are R's.
-    /// - partition: A→B segments from the fault to the heal are dropped at R (a2b, both); with b2a
-    ///   only, the probes got through and their replies did not.
-    /// - loss: an unanswered probe was lost at R (a2b), had its reply lost (b2a), or either (both);
-    ///   when R's drop counter covers every A→B segment in the timeline, its count settles the rest.
-    static func paths(_ r: TrialResult, answers: [Bool?]) -> [(path: Path, why: Reason?)] {
+    /// Only what the trial shows: A→B segments while B's host is down go nowhere, R's ICMP comes
+    /// from R; what only one fault explains (nat-idle's INVALID drops, a partition's window, lost
+    /// probes) its kind marks (`FaultKind.markPaths`, in Faults/).
+    static func paths(_ r: TrialResult, answers: [Bool?]) -> [SegmentPath] {
         let timeline = r.timeline
         let fault = r.spec.fault
         let back = r.marks.bBack
-        var out: [(path: Path, why: Reason?)] = timeline.map { e in
+        var out: [SegmentPath] = timeline.map { e in
             if e.kind == .icmp { return (.fromR, nil) }
             if e.direction == .aToB, fault.takesHostDown, e.t >= 0, e.t < (back ?? .infinity) { return (.toDeadPeer, nil) }
             return (.through, nil)
         }
-        switch fault {
-        case let .natIdle(_, mode):
-            guard let after = r.forgottenAfter else { break }
-            for (i, e) in timeline.enumerated() where e.t > after && e.kind != .icmp {
-                if e.direction == .aToB {
-                    out[i] = (.droppedAtR, .invalidConnection(refused: mode == .reset))
-                } else if e.direction == .bToA, e.kind == .rst, mode == .reset {
-                    out[i] = (.fromR, .resetInBsName)
-                }
-            }
-        case let .partition(seconds, direction):
-            let end = r.marks.heal ?? seconds
-            var window: [Int] = []
-            for (i, e) in timeline.enumerated() where e.direction == .aToB && e.t >= 0 && e.t < end {
-                if answers[i] == true { continue }
-                if direction.includesA2B {
-                    out[i] = (.droppedAtR, .partitionDropped)
-                    window.append(i)
-                } else if answers[i] == false {
-                    out[i] = (.through, .partitionReplyDropped)
-                }
-            }
-            // The drop rule takes effect a few ms after the fault instant (and the heal is stamped
-            // once it is done). When R counted fewer drops than segments drawn in the window, the
-            // earliest ones got through before the rule was in place — if they sit right at its start.
-            guard let count = r.impairmentDrops?["a2b"], count.dropped < window.count else { break }
-            let excess = window.count - count.dropped
-            let edge = 0.1
-            let early = window.prefix(excess)
-            if early.allSatisfy({ timeline[$0].t < edge }), !window.contains(where: { timeline[$0].t > end - edge }) {
-                for i in early { out[i] = (.through, .beforeDropRule(dropped: count.dropped)) }
-            } else {
-                for i in window where timeline[i].t < edge || timeline[i].t > end - edge {
-                    out[i] = (.maybeLostAtR, .partitionEdge(dropped: count.dropped, segments: window.count))
-                }
-            }
-        case let .loss(_, direction):
-            let lost = timeline.indices.filter { timeline[$0].t >= 0 && answers[$0] == false }
-            for i in lost {
-                switch direction {
-                case .a2b: out[i] = (.droppedAtR, .lostNoReply)
-                case .b2a: out[i] = (.through, .replyLost)
-                case .both: out[i] = (.maybeLostAtR, .probeOrReplyLost)
-                }
-            }
-            // R counts what it forwarded toward B from the fault on. When that is exactly the A→B
-            // segments drawn, the drops the unanswered probes do not explain are the others' fate.
-            guard direction == .a2b, let count = r.impairmentDrops?["a2b"] else { break }
-            let sent = timeline.indices.filter { timeline[$0].direction == .aToB && timeline[$0].t >= 0 }
-            guard count.packets == sent.count else { break }
-            let unknown = sent.filter { answers[$0] == nil }
-            let unexplained = count.dropped - lost.count
-            if unexplained == unknown.count, unexplained > 0 {
-                for i in unknown { out[i] = (.droppedAtR, .countedDrop(dropped: count.dropped, unansweredProbes: lost.count)) }
-            }
-        default:
-            break
-        }
+        fault.kind.markPaths(r, answers: answers, paths: &out)
         return out
     }
 
