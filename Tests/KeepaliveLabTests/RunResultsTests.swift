@@ -87,15 +87,20 @@ import Testing
         _ = try XMLDocument(data: Data(junit.utf8))
     }
 
-    /// A line cut by an interrupted write (or corrupted later) is no silent gap: report.md's header
-    /// names it and the run fails, though every expectation over the lines that remain passes.
-    @Test func aDamagedResultsLineIsInTheReportHeaderAndFailsTheRun() throws {
+    /// The error lab with one trial per cell, each the recorded fixture of its fault.
+    func runOneTrialPerCell(in path: String, shard: (Int, Int)? = nil) throws -> RunReporting.Outcome {
         let lab = try LabParser(file: "errors.yaml").parse(Self.errorLab.replacingOccurrences(of: "trials: 2", with: "trials: 1"))
         let fixture = try ReportFixtures.load("crash-keepalive-2-1-3-run1")
         let reboot = try ReportFixtures.load("reboot3-keepalive-2-1-3")
+        return try run(lab, in: path, shard: shard) { $0.cell.fault.fault == .crash ? fixture : reboot }
+    }
+
+    /// A line cut by an interrupted write (or corrupted later) is no silent gap: report.md's header
+    /// names it and the run fails, though every expectation over the lines that remain passes.
+    @Test func aDamagedResultsLineIsInTheReportHeaderAndFailsTheRun() throws {
         let path = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let clean = try run(lab, in: path) { $0.cell.fault.fault == .crash ? fixture : reboot }
+        let clean = try runOneTrialPerCell(in: path)
         #expect(!clean.failed && clean.damagedLines.isEmpty)
         let handle = try #require(FileHandle(forWritingAtPath: "\(path)/results.jsonl"))
         handle.seekToEndOfFile()
@@ -113,13 +118,10 @@ import Testing
     }
 
     @Test func expectationsOfAnotherShardReadNotRunAndDoNotFail() throws {
-        let lab = try LabParser(file: "errors.yaml").parse(Self.errorLab.replacingOccurrences(of: "trials: 2", with: "trials: 1"))
-        let fixture = try ReportFixtures.load("crash-keepalive-2-1-3-run1")
-        let reboot = try ReportFixtures.load("reboot3-keepalive-2-1-3")
         let path = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: path) }
         // Shard 2/2 holds matrix index 1 only: the reboot cell.
-        let outcome = try run(lab, in: path, shard: (2, 2)) { $0.cell.fault.fault == .crash ? fixture : reboot }
+        let outcome = try runOneTrialPerCell(in: path, shard: (2, 2))
         #expect(outcome.verdicts.map(\.label) == ["NOT RUN (other shard)", "PASS"])
         #expect(!outcome.failed)
         let junit = try String(contentsOfFile: "\(path)/junit.xml", encoding: .utf8)
@@ -138,7 +140,7 @@ import Testing
         let merged = try temporaryDirectory() + "/merged"
         defer { try? FileManager.default.removeItem(atPath: (merged as NSString).deletingLastPathComponent) }
         try FileManager.default.removeItem(atPath: path)
-        _ = try run(lab, in: path, shard: (2, 2)) { $0.cell.fault.fault == .crash ? fixture : reboot }
+        _ = try runOneTrialPerCell(in: path, shard: (2, 2))
         let outcomeMerged = try RunReporting.merge([RunDirectory(path: path)], into: RunDirectory(path: merged))
         #expect(outcomeMerged.verdicts.map(\.label) == ["FAIL", "PASS"])
         #expect(outcomeMerged.verdicts[0].detail == "no finished trials")
