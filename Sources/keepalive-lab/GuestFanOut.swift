@@ -33,7 +33,7 @@ struct GuestFanOut {
         // read NOT RUN (interrupted)). The merge below replaces it.
         try target.create()
         try target.write(plan: RunDirectory.Plan(
-            lab: lab, run: LabID.newRunID(), command: CommandLine.arguments.dropFirst().reduce("keepalive-lab") { $0 + " " + RunCommand.quote($1) },
+            lab: lab, run: LabID.newRunID(), command: RunCommand.commandLine,
             started: ISO8601DateFormatter().string(from: Date()), kernel: choice.umlKernel?.release ?? "uml",
             backend: Backend.uml.rawValue, shard: nil, trials: trials ?? lab.trials, parallel: parallel,
             clock: (clock ?? lab.clock ?? .real).rawValue, guests: guests))
@@ -77,7 +77,7 @@ struct GuestFanOut {
         var plan = try target.readPlan()
         plan.guests = guests
         plan.parallel = parallel
-        plan.command = CommandLine.arguments.dropFirst().reduce("keepalive-lab") { $0 + " " + RunCommand.quote($1) }
+        plan.command = RunCommand.commandLine
         try target.write(plan: plan)
         let outcome = try RunReporting.render(directory: target)
         try? FileManager.default.removeItem(atPath: "\(out)/guests")

@@ -120,7 +120,7 @@ struct RunCommand: ParsableCommand {
         ResourceLimits.raiseOpenFiles()
 
         try directory.write(plan: RunDirectory.Plan(
-            lab: lab, run: runID, command: CommandLine.arguments.dropFirst().reduce("keepalive-lab") { $0 + " " + Self.quote($1) },
+            lab: lab, run: runID, command: Self.commandLine,
             started: ISO8601DateFormatter().string(from: started), kernel: Doctor.kernelRelease(),
             backend: ExecutionEnvironment.backendLabel,
             shard: shard.map { "\($0.0)/\($0.1)" }, trials: trials ?? lab.trials, parallel: parallel,
@@ -180,6 +180,11 @@ struct RunCommand: ParsableCommand {
         formatter.dateFormat = "yyyyMMdd-HHmmss"
         formatter.timeZone = TimeZone(identifier: "UTC")
         return formatter.string(from: date)
+    }
+
+    /// This process's command line as a shell would take it back, for plan.json and report.md.
+    static var commandLine: String {
+        CommandLine.arguments.dropFirst().reduce("keepalive-lab") { $0 + " " + quote($1) }
     }
 
     static func quote(_ argument: String) -> String {

@@ -46,18 +46,21 @@ public final class PeerProcess: @unchecked Sendable {
     /// nil: then `executable peer --config JSON` runs the same session at ~10× the start-up cost.
     /// `KEEPALIVE_LAB_PEER=full` forces the latter (to compare the two).
     public static func leanPeer(near executable: String) -> String? {
-        if getenv("KEEPALIVE_LAB_PEER").map({ String(cString: $0) }) == "full" { return nil }
+        if fullPeerForced { return nil }
         if executable.hasSuffix("/keepalive-lab-peer") || executable == "keepalive-lab-peer" { return executable }
         guard let slash = executable.lastIndex(of: "/") else { return nil }
         let candidate = String(executable[...slash]) + "keepalive-lab-peer"
         return access(candidate, X_OK) == 0 ? candidate : nil
     }
 
+    /// `KEEPALIVE_LAB_PEER=full`: every peer is the Foundation one, to compare the two.
+    static var fullPeerForced: Bool { getenv("KEEPALIVE_LAB_PEER").map({ String(cString: $0) }) == "full" }
+
     /// What `run`, `trial` and `bench` say first when their peers will not be the lean binary, and
     /// why (nil when they will): every trial then pays the Foundation peer's start-up.
     public static func slowPeerNotice(near executable: String) -> String? {
         guard leanPeer(near: executable) == nil else { return nil }
-        let why = getenv("KEEPALIVE_LAB_PEER").map({ String(cString: $0) }) == "full"
+        let why = fullPeerForced
             ? "KEEPALIVE_LAB_PEER=full is set"
             : "there is no executable keepalive-lab-peer next to \(executable) (a partial build: "
                 + "`swift build -c release` builds both products)"
